@@ -148,7 +148,9 @@ class ServeConfig(Section):
     host: str = "127.0.0.1"
     port: Port = 8000
     autoscaling: AutoscalingConfig = AutoscalingConfig()
-    cors_origins: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"])
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:8000", "http://localhost:8000"]
+    )
     access_token_ttl_s: PositiveInt = 900
     refresh_token_ttl_s: PositiveInt = 7 * 24 * 3600
     order_rate_per_user_per_s: PositiveFloat = 50.0

@@ -89,8 +89,8 @@ def plan_topology(config: ShardlineConfig, universes: Mapping[str, Sequence[str]
     # One feed actor per SmartStream connection, all on one login (Angel allows 3 per login).
     if len(subscriptions) > capacity:
         raise TopologyError(
-            f"{len(subscriptions)} instruments exceed one login's {config.feed.max_connections} connections × "
-            f"{per_connection} subscriptions = {capacity}"
+            f"{len(subscriptions)} instruments exceed one login's {config.feed.max_connections} "
+            f"connections × {per_connection} subscriptions = {capacity}"
         )
     feeds = connections_needed(len(subscriptions), per_connection)
     return TopologyPlan(
