@@ -63,6 +63,11 @@ class SimConfig(Section):
     session_ttl_s: PositiveFloat = 28 * 3600
     enforce_rate_limits: bool = True
     replay_path: str | None = None
+    # The simulator's own demo login (not secrets: they open only the local simulator).
+    api_key: str = "sim-api-key"
+    client_code: str = "SIM001"
+    pin: str = "1234"
+    totp_secret: str = "SHARDLINESIMTOTP"  # base32; any authenticator app or pyotp makes the codes
 
 
 class FeedConfig(Section):
