@@ -81,6 +81,7 @@ class Fill(msgspec.Struct, frozen=True, kw_only=True):
     price: int  # paise
     product: Product
     ts_ns: int
+    commission: int = 0  # paise: brokerage and charges on this fill, as the venue or paper book reports
 
 
 class OrderUpdate(msgspec.Struct, frozen=True, kw_only=True):
