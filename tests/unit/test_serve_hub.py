@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from serve.hub import HubActor, HubUpdate, LatestStateHub
+
+
+def test_since_returns_what_changed_in_order() -> None:
+    hub = LatestStateHub()
+    hub.publish([("quote:NSE:1", "", {"ltp": 1}), ("quote:NSE:2", "", {"ltp": 2})])
+    cursor, first = hub.since(0)
+    assert cursor == 2
+    assert [(u.seq, u.channel) for u in first] == [(1, "quote:NSE:1"), (2, "quote:NSE:2")]
+    hub.publish([("quote:NSE:1", "", {"ltp": 3})])
+    cursor, changed = hub.since(2)
+    assert cursor == 3
+    assert changed == [HubUpdate(3, "quote:NSE:1", "", {"ltp": 3})]
+    assert hub.since(3) == (3, [])
+
+
+def test_keys_conflate_within_a_channel() -> None:
+    hub = LatestStateHub()
+    hub.publish(
+        [("orders", "A", {"s": "OPEN"}), ("orders", "B", {"s": "OPEN"}), ("orders", "A", {"s": "FILLED"})]
+    )
+    _, state = hub.since(0)
+    assert [(u.key, u.data["s"]) for u in state] == [("B", "OPEN"), ("A", "FILLED")]
+    assert len(hub) == 2
+
+
+def test_eviction_drops_the_least_recently_published() -> None:
+    hub = LatestStateHub(max_entries=2)
+    hub.publish([("alerts", "1", {}), ("alerts", "2", {}), ("alerts", "3", {})])
+    _, state = hub.since(0)
+    assert [u.key for u in state] == ["2", "3"]
+    assert hub.stats() == {"seq": 3, "entries": 2, "published": 3, "evicted": 1}
+
+
+def test_limit_pages_through_a_backlog() -> None:
+    hub = LatestStateHub()
+    hub.publish([("alerts", str(i), {}) for i in range(5)])
+    cursor, page = hub.since(0, limit=2)
+    assert (cursor, [u.key for u in page]) == (2, ["0", "1"])
+    cursor, page = hub.since(cursor, limit=2)
+    assert (cursor, [u.key for u in page]) == (4, ["2", "3"])
+    cursor, page = hub.since(cursor, limit=2)
+    assert (cursor, [u.key for u in page]) == (5, ["4"])
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from("abcd"), st.integers(0, 3), st.integers()), max_size=8),
+        max_size=20,
+    )
+)
+def test_property_a_follower_converges_to_the_latest_state(batches: list[list[tuple[str, int, int]]]) -> None:
+    hub = LatestStateHub(max_entries=1000)
+    truth: dict[tuple[str, str], int] = {}
+    follower: dict[tuple[str, str], int] = {}
+    cursor = 0
+    for batch in batches:
+        hub.publish([(c, str(k), {"v": v}) for c, k, v in batch])
+        truth.update({(c, str(k)): v for c, k, v in batch})
+        cursor, changed = hub.since(cursor, limit=3)  # a follower that lags behind on purpose
+        follower.update({(u.channel, u.key): u.data["v"] for u in changed})
+    while True:
+        cursor, changed = hub.since(cursor, limit=3)
+        if not changed:
+            break
+        follower.update({(u.channel, u.key): u.data["v"] for u in changed})
+    assert follower == truth
+
+
+async def test_poll_waits_for_a_publish() -> None:
+    actor = HubActor()
+    waiting = asyncio.create_task(actor.poll(0, timeout_s=30))
+    await asyncio.sleep(0)  # let the poll reach its wait before publishing
+    assert not waiting.done()
+    await actor.publish([("quote:NSE:1", "", {"ltp": 5})])
+    cursor, changed = await asyncio.wait_for(waiting, 5)
+    assert cursor == 1
+    assert [u.data for u in changed] == [{"ltp": 5}]
+
+
+async def test_poll_times_out_empty_and_returns_at_once_when_behind() -> None:
+    actor = HubActor()
+    assert await actor.poll(0, timeout_s=0.01) == (0, [])
+    await actor.publish([("quote:NSE:1", "", {"ltp": 5})])
+    cursor, changed = await asyncio.wait_for(actor.poll(0, timeout_s=30), 5)
+    assert cursor == 1 and len(changed) == 1
+
+
+async def test_a_cursor_from_before_a_hub_restart_gets_everything() -> None:
+    actor = HubActor()
+    await actor.publish([("quote:NSE:1", "", {"ltp": 5})])
+    cursor, changed = await asyncio.wait_for(actor.poll(1_000, timeout_s=30), 5)
+    assert cursor == 1 and [u.channel for u in changed] == ["quote:NSE:1"]
+
+
+def test_max_entries_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        LatestStateHub(0)
