@@ -210,7 +210,8 @@ def test_nothing_decodable_gives_an_empty_batch(frames: list[bytes | str]) -> No
 
 
 def test_mixed_modes_keep_feed_order() -> None:
-    modes = [FeedMode.SNAP_QUOTE, FeedMode.LTP, FeedMode.QUOTE, FeedMode.LTP, FeedMode.SNAP_QUOTE, FeedMode.QUOTE]
+    S, L, Q = FeedMode.SNAP_QUOTE, FeedMode.LTP, FeedMode.QUOTE
+    modes = [S, L, Q, L, S, Q]
     frames = [make_frame(mode, seq=i) for i, mode in enumerate(modes)]
     ticks = TickDecoder.from_keys({"NSE:3045": 0}).decode(frames, ts_recv_ns=5)
     assert list(ticks["seq"]) == list(range(len(modes)))
