@@ -16,7 +16,7 @@ from nautilus_trader.config import PositiveInt, StrategyConfig
 from nautilus_trader.model.data import TradeTick
 from nautilus_trader.model.enums import OrderSide, TimeInForce
 from nautilus_trader.model.events import OrderRejected
-from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.model.identifiers import ClientOrderId, InstrumentId
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.trading.strategy import Strategy
 
@@ -59,6 +59,7 @@ class TargetPositionStrategy(Strategy):
         self._instruments: dict[InstrumentId, Instrument] = {}
         self._prices: dict[InstrumentId, deque[float]] = {}
         self._requested: dict[InstrumentId, int] = {}  # the target (in lots) last ordered toward
+        self._working: dict[InstrumentId, ClientOrderId] = {}  # the order in progress, per instrument
         self._pending_load: dict[str, list[float]] = {}
 
     # -- to implement -------------------------------------------------------------------------
@@ -108,6 +109,12 @@ class TargetPositionStrategy(Strategy):
         if self._requested.get(instrument_id, 0) != target:
             self._move_to(instrument_id, target)
 
+    def on_stop(self) -> None:
+        # Positions stay: a stop is also the first half of a hot swap. Working orders go.
+        for instrument_id in self._instruments:
+            if self.cache.orders_open_count(instrument_id=instrument_id, strategy_id=self.id):
+                self.cancel_all_orders(instrument_id)
+
     def on_order_rejected(self, event: OrderRejected) -> None:
         # Hold the last requested target: the next signal change tries again, not every tick.
         self.log.warning(f"order rejected for {event.instrument_id}: {event.reason}")
@@ -115,10 +122,12 @@ class TargetPositionStrategy(Strategy):
     # -- orders -------------------------------------------------------------------------------
 
     def _move_to(self, instrument_id: InstrumentId, target_lots: int) -> None:
-        if self.cache.orders_open_count(instrument_id=instrument_id, strategy_id=self.id) or (
-            self.cache.orders_inflight_count(instrument_id=instrument_id, strategy_id=self.id)
-        ):
-            return  # one working order per instrument; the next tick re-checks
+        working = self._working.get(instrument_id)
+        if working is not None:
+            order = self.cache.order(working)
+            if order is not None and not order.is_closed:
+                return  # one order at a time per instrument; the next tick re-checks
+            del self._working[instrument_id]
         instrument = self._instruments[instrument_id]
         lot = instrument.lot_size.as_decimal() if instrument.lot_size is not None else Decimal(1)
         current = self.portfolio.net_position(instrument_id)
@@ -134,6 +143,7 @@ class TargetPositionStrategy(Strategy):
             reduce_only=abs(target_lots * lot) < abs(current),
             tags=[self._product_tag],
         )
+        self._working[instrument_id] = order.client_order_id
         self.submit_order(order)
 
     # -- state (hot swap) ---------------------------------------------------------------------

@@ -1,0 +1,246 @@
+"""The yardsticks a shard is measured against: the same strategy on the same ticks, without Ray.
+
+- `run_backtest`: a Nautilus `BacktestEngine` (the bare engine; also the parity reference, since the
+  sample strategies are deterministic on a tick sequence).
+- `run_bare_shard`: the shard's own plain class (`StrategyShard`, one live `TradingNode` on its own
+  thread) fed in-process, with orders filled by `InstantFillGateway` — the shard minus Ray.
+
+Both convert the ticks with the shard's `TickConverter` and report throughput as ticks per second
+of wall time. `random_walk_ticks` makes a reproducible tick sequence for either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+from nautilus_trader.backtest.engine import BacktestEngine, BacktestEngineConfig
+from nautilus_trader.config import LoggingConfig
+from nautilus_trader.model.currencies import INR
+from nautilus_trader.model.enums import AccountType, OmsType, OrderStatus
+from nautilus_trader.model.identifiers import Venue
+from nautilus_trader.model.objects import Money
+
+from actors.orders import Fill, OrderRequest, OrderUpdate
+from actors.orders import OrderStatus as ShardlineOrderStatus
+from actors.shard.conversion import TickConverter
+from actors.shard.loading import build_strategy
+from actors.shard.universe import ShardInstrument
+from actors.ticks import TICK_DTYPE, FeedMode
+
+STARTING_BALANCE_RUPEES = 10_000_000
+
+
+def random_walk_ticks(
+    instruments: Sequence[ShardInstrument],
+    count: int,
+    seed: int = 7,
+    mode: FeedMode = FeedMode.QUOTE,
+    start_ns: int = 1_767_000_000_000_000_000,
+    step_ns: int = 1_000_000,
+) -> np.ndarray:
+    """A reproducible tick sequence: a random walk in whole ticks per instrument, round-robin.
+
+    Parameters
+    ----------
+    instruments : Sequence[ShardInstrument]
+        The instruments, each quoted in turn.
+    count : int
+        The number of rows.
+    seed : int, default 7
+        The random seed; the same seed gives the same ticks.
+    mode : FeedMode, default QUOTE
+        The feed mode of every row; SNAP_QUOTE rows get a best bid/ask one tick either side.
+    """
+    rng = np.random.default_rng(seed)
+    ticks = np.zeros(count, dtype=TICK_DTYPE)
+    n = len(instruments)
+    which = np.arange(count) % n
+    iids = np.array([i.iid for i in instruments], dtype=np.int32)
+    # One price step of each instrument in transport units.
+    steps = np.array(
+        [int(i.instrument.price_increment.as_decimal() * i.price_scale) for i in instruments], dtype=np.int64
+    )
+    start = np.array([1000 * i.price_scale for i in instruments], dtype=np.int64)  # ₹1000
+    moves = rng.integers(-1, 2, size=count).astype(np.int64)
+    paths = np.zeros(count, dtype=np.int64)
+    for k in range(n):  # cumulative walk per instrument, kept ≥ 100 steps above zero
+        rows = which == k
+        paths[rows] = np.maximum(start[k] + np.cumsum(moves[rows]) * steps[k], 100 * steps[k])
+    ticks["iid"] = iids[which]
+    ticks["ts_exchange_ns"] = start_ns + np.arange(count, dtype=np.int64) * step_ns
+    ticks["ts_recv_ns"] = ticks["ts_exchange_ns"] + 200_000
+    ticks["seq"] = np.arange(count, dtype=np.int64) // n + 1
+    ticks["ltp"] = paths
+    ticks["ltq"] = rng.integers(1, 50, size=count)
+    ticks["volume"] = np.zeros(count, dtype=np.int64)
+    for k in range(n):
+        rows = which == k
+        ticks["volume"][rows] = np.cumsum(ticks["ltq"][rows])
+    ticks["mode"] = int(mode)
+    if mode == FeedMode.SNAP_QUOTE:
+        step = steps[which]
+        ticks["bid"] = paths - step
+        ticks["ask"] = paths + step
+        ticks["bid_qty"] = rng.integers(1, 500, size=count)
+        ticks["ask_qty"] = rng.integers(1, 500, size=count)
+    return ticks
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """What one baseline run measured."""
+
+    engine: str
+    strategy: str
+    rows: int
+    ticks: int  # Nautilus data objects handed to the engine
+    seconds: float
+    ticks_per_s: float
+    orders: int
+    filled: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_backtest(
+    strategy: str,
+    config: dict[str, Any],
+    instruments: Sequence[ShardInstrument],
+    ticks: np.ndarray,
+    log_level: str = "ERROR",
+) -> tuple[BaselineResult, list[tuple[str, str, str, int]]]:
+    """Run `strategy` on a Nautilus BacktestEngine over `ticks`.
+
+    Returns
+    -------
+    tuple[BaselineResult, list[tuple[str, str, str, int]]]
+        The measurement, and the orders as (instrument, side, quantity, ts_init) in submit order.
+    """
+    converter = TickConverter(instruments)
+    converter.subscribe_trades(i.instrument_id for i in instruments)
+    converter.subscribe_quotes(i.instrument_id for i in instruments)
+    data = converter.convert(ticks).data
+    engine = BacktestEngine(
+        BacktestEngineConfig(trader_id="BASELINE-001", logging=LoggingConfig(log_level=log_level))
+    )
+    try:
+        for venue in sorted({i.instrument_id.venue.value for i in instruments}):
+            engine.add_venue(
+                venue=Venue(venue),
+                oms_type=OmsType.NETTING,
+                account_type=AccountType.MARGIN,
+                base_currency=INR,
+                starting_balances=[Money(STARTING_BALANCE_RUPEES, INR)],
+                default_leverage=Decimal(1),
+                trade_execution=True,
+            )
+        for inst in instruments:
+            engine.add_instrument(inst.instrument)
+        engine.add_data(data, sort=False)
+        engine.add_strategy(build_strategy(strategy, config, "000"))
+        started = time.perf_counter()
+        engine.run()
+        seconds = time.perf_counter() - started
+        orders = sorted(engine.cache.orders(), key=lambda o: (o.ts_init, o.client_order_id.value))
+        trail = [(o.instrument_id.value, o.side_string(), str(o.quantity), o.ts_init) for o in orders]
+        result = BaselineResult(
+            engine="backtest",
+            strategy=strategy,
+            rows=len(ticks),
+            ticks=len(data),
+            seconds=seconds,
+            ticks_per_s=len(data) / seconds if seconds > 0 else 0.0,
+            orders=len(orders),
+            filled=sum(1 for o in orders if o.status == OrderStatus.FILLED),
+        )
+        return result, trail
+    finally:
+        engine.dispose()
+
+
+class InstantFillGateway:
+    """An in-process execution stand-in: every order fills at once, in full, at its limit or the last price.
+
+    It answers `submit` with the FILLED update (one fill per order). Its last-price view comes from
+    `mark(instrument_key, price)`; a market order for an instrument never marked is rejected.
+    """
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+        self._count = 0
+        self.requests: list[OrderRequest] = []
+
+    def mark(self, instrument_key: str, price: int) -> None:
+        self._last[instrument_key] = price
+
+    def mark_batch(self, keys_by_iid: dict[int, str], ticks: np.ndarray) -> None:
+        """Remember each instrument's last traded price in a batch."""
+        if not len(ticks):
+            return
+        iids = ticks["iid"]
+        # The last row per iid: unique on the reversed array finds last occurrences.
+        uniq, last_rev = np.unique(iids[::-1], return_index=True)
+        last_rows = len(iids) - 1 - last_rev
+        for iid, row in zip(uniq.tolist(), last_rows.tolist(), strict=True):
+            key = keys_by_iid.get(iid)
+            price = int(ticks["ltp"][row])
+            if key is not None and price > 0:
+                self._last[key] = price
+
+    async def submit(self, order: OrderRequest) -> OrderUpdate:
+        self.requests.append(order)
+        self._count += 1
+        venue_id = f"IF{self._count:08d}"
+        price = order.price or self._last.get(order.instrument, 0)
+        now = time.time_ns()
+        if price <= 0:
+            return OrderUpdate(
+                client_order_id=order.client_order_id,
+                venue_order_id=None,
+                book=order.book,
+                instrument=order.instrument,
+                status=ShardlineOrderStatus.REJECTED,
+                reason="no last price to fill at",
+                ts_ns=now,
+            )
+        fill = Fill(
+            client_order_id=order.client_order_id,
+            venue_order_id=venue_id,
+            trade_id=f"T{self._count:08d}",
+            book=order.book,
+            instrument=order.instrument,
+            side=order.side,
+            quantity=order.quantity,
+            price=price,
+            product=order.product,
+            ts_ns=now,
+        )
+        return OrderUpdate(
+            client_order_id=order.client_order_id,
+            venue_order_id=venue_id,
+            book=order.book,
+            instrument=order.instrument,
+            status=ShardlineOrderStatus.FILLED,
+            filled_quantity=order.quantity,
+            avg_price=price,
+            ts_ns=now,
+            fill=fill,
+        )
+
+    async def cancel(self, client_order_id: str) -> OrderUpdate | None:
+        return None  # everything has filled already: nothing rests to cancel
+
+    async def modify(
+        self,
+        client_order_id: str,
+        quantity: int | None = None,
+        price: int | None = None,
+        trigger_price: int | None = None,
+    ) -> OrderUpdate | None:
+        return None
