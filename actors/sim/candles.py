@@ -89,9 +89,7 @@ def _bucket_starts(interval: str, start: datetime, end: datetime) -> list[dateti
     while day <= end.date():
         if day.weekday() < 5:
             if interval == "ONE_DAY":
-                at = datetime(day.year, day.month, day.day, tzinfo=IST)
-                if start <= at <= end or (start.date() <= day <= end.date()):
-                    out.append(at)
+                out.append(datetime(day.year, day.month, day.day, tzinfo=IST))
             else:
                 t = datetime(day.year, day.month, day.day, OPEN.hour, OPEN.minute, tzinfo=IST)
                 close = datetime(day.year, day.month, day.day, CLOSE.hour, CLOSE.minute, tzinfo=IST)

@@ -6,7 +6,8 @@ A call over any window is refused and not counted. Time is passed in (seconds, m
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Mapping
+from typing import Any
 
 
 class SlidingWindowLimiter:
@@ -18,7 +19,7 @@ class SlidingWindowLimiter:
         ``group -> [(window_seconds, calls_allowed), ...]``.
     """
 
-    def __init__(self, limits: dict[Hashable, Iterable[tuple[float, int]]]) -> None:
+    def __init__(self, limits: Mapping[Any, Iterable[tuple[float, int]]]) -> None:
         self._limits = {group: sorted(windows) for group, windows in limits.items()}
         for group, windows in self._limits.items():
             for length, cap in windows:
