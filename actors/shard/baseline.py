@@ -41,7 +41,7 @@ def random_walk_ticks(
     seed: int = 7,
     mode: FeedMode = FeedMode.QUOTE,
     start_ns: int = 1_767_000_000_000_000_000,
-    step_ns: int = 1_000_000,
+    step_ns: int = 10_000_000,
 ) -> np.ndarray:
     """A reproducible tick sequence: a random walk in whole ticks per instrument, round-robin.
 
