@@ -95,6 +95,8 @@ class RiskConfig(Section):
     max_position_qty: PositiveInt = 500_000
     daily_loss_limit_rupees: PositiveFloat = 500_000.0
     global_daily_loss_limit_rupees: PositiveFloat = 2_000_000.0
+    # Fall from the day's best P&L that engages a book's kill switch (none: daily loss only).
+    max_drawdown_rupees: PositiveFloat | None = None
     allow_short_delivery: bool = False
 
 
