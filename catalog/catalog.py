@@ -1,0 +1,455 @@
+"""The instrument catalog: lookups by key, token, symbol and iid; chains, futures and search.
+
+Built from the normalised frame (`catalog.scrip`) in iid order. Lookups that the hot path uses
+(`resolve_token`, `get`, `by_iid`) are one or two dict or list reads. `Instrument` objects are
+made on first use from column arrays and then kept, so a warm load does not pay for 200k
+objects that a shard never touches.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, overload
+
+import numpy as np
+import polars as pl
+
+from catalog.instrument import EXCHANGES, Instrument, InstrumentKind
+from catalog.search import SearchArrays, SymbolSearch
+from cluster.errors import ShardlineError
+
+if TYPE_CHECKING:
+    from catalog.scrip import LoadReport
+
+log = logging.getLogger(__name__)
+
+_EPOCH = date(1970, 1, 1)
+_DERIVATIVE_EXCHANGE_ORDER = ("NFO", "BFO", "MCX", "CDS", "NCDEX")
+_EXCHANGE_RANK = {exchange: rank for rank, exchange in enumerate(EXCHANGES)}
+
+
+class OptionChainRow(tuple[int, Instrument | None, Instrument | None]):
+    """(strike, call, put) at one strike; either side may be missing from the master."""
+
+    __slots__ = ()
+
+    @property
+    def strike(self) -> int:
+        return self[0]
+
+    @property
+    def call(self) -> Instrument | None:
+        return self[1]
+
+    @property
+    def put(self) -> Instrument | None:
+        return self[2]
+
+
+@dataclass(frozen=True)
+class OptionChain:
+    """The options of one underlying and expiry on one exchange, by ascending strike."""
+
+    exchange: str
+    underlying: str
+    expiry: date
+    rows: tuple[OptionChainRow, ...]
+
+    @property
+    def strikes(self) -> list[int]:
+        return [row.strike for row in self.rows]
+
+    def instruments(self) -> list[Instrument]:
+        """Every option of the chain: by strike, the call before the put."""
+        return [leg for row in self.rows for leg in (row.call, row.put) if leg is not None]
+
+    def nearest_strike_index(self, price: int) -> int:
+        """Index of the row whose strike is closest to `price` (the lower one on a tie)."""
+        if not self.rows:
+            raise ShardlineError(f"{self.underlying} {self.expiry} chain on {self.exchange} has no strikes")
+        return min(
+            range(len(self.rows)), key=lambda i: (abs(self.rows[i].strike - price), self.rows[i].strike)
+        )
+
+
+class InstrumentSequence(Sequence[Instrument]):
+    """All instruments in iid order, made on access."""
+
+    def __init__(self, catalog: InstrumentCatalog) -> None:
+        self._catalog = catalog
+
+    def __len__(self) -> int:
+        return len(self._catalog)
+
+    @overload
+    def __getitem__(self, index: int) -> Instrument: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Instrument]: ...
+    def __getitem__(self, index: int | slice) -> Instrument | list[Instrument]:
+        if isinstance(index, slice):
+            return [self._catalog.by_iid(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        return self._catalog.by_iid(index)
+
+    def __iter__(self) -> Iterator[Instrument]:
+        by_iid = self._catalog.by_iid
+        return (by_iid(i) for i in range(len(self)))
+
+
+class InstrumentCatalog:
+    """Every instrument of one scrip master, indexed.
+
+    Parameters
+    ----------
+    frame : pl.DataFrame
+        Normalised instruments in iid order (see `catalog.scrip.normalise`).
+    report : LoadReport
+        What the load read and skipped.
+    search_arrays : SearchArrays or a function returning them, optional
+        A prebuilt search index for this frame (from the cache); built on first search if absent.
+    """
+
+    def __init__(
+        self,
+        frame: pl.DataFrame,
+        report: LoadReport,
+        search_arrays: SearchArrays | Callable[[], SearchArrays] | None = None,
+    ) -> None:
+        self.report = report
+        self._frame = frame
+        n = frame.height
+        self._n = n
+        keyed = frame.select(
+            key=pl.concat_str("exchange", pl.lit(":"), "token"),
+            symbol_key=pl.concat_str("exchange", pl.lit(":"), "symbol"),
+        )
+        self._keys: list[str] = keyed.get_column("key").to_list()
+        self._by_key: dict[str, int] = dict(zip(self._keys, range(n), strict=True))
+        self._symbol_keys: list[str] = keyed.get_column("symbol_key").to_list()
+        # reversed so that, of two records repeating a symbol in a segment, the lower iid wins
+        self._by_symbol: dict[str, int] = dict(
+            zip(reversed(self._symbol_keys), range(n - 1, -1, -1), strict=True)
+        )
+        self._names, self._name_codes = _codes(frame.get_column("name"))
+        self._types, self._type_codes = _codes(frame.get_column("instrument_type"))
+        self._kinds = frame.get_column("kind").to_numpy()
+        self._expiry_days = frame.get_column("expiry").cast(pl.Int32).fill_null(-1).to_numpy()
+        self._strikes = frame.get_column("strike").fill_null(-1).to_numpy()
+        self._option_types = frame.get_column("option_type").fill_null("").to_numpy()
+        self._lot_sizes = frame.get_column("lot_size").to_numpy()
+        self._tick_sizes = frame.get_column("tick_size").to_numpy()
+        self._price_scales = frame.get_column("price_scale").to_numpy()
+        self._made: list[Instrument | None] = [None] * n
+        self._dates: dict[int, date] = {}
+        self._search_arrays: SearchArrays | Callable[[], SearchArrays] | None = search_arrays
+        self._searcher: SymbolSearch | None = None
+        self._chain_cache: dict[tuple[str, str, date], OptionChain] = {}
+        self._index_derivatives()
+
+    def _index_derivatives(self) -> None:
+        """Contiguous iid runs of each option chain and futures strip, and expiry lists."""
+        derivatives = (
+            self._frame.lazy()
+            .with_row_index("iid")
+            .filter(pl.col("kind") >= int(InstrumentKind.FUTURE))
+            .group_by("kind", "exchange", "name", "expiry")
+            .agg(start=pl.col("iid").min(), stop=pl.col("iid").max() + 1)
+            .sort("kind", "exchange", "name", "expiry")
+            .collect()
+        )
+        self._chains: dict[tuple[str, str, date], tuple[int, int]] = {}
+        self._futures: dict[tuple[str, str], tuple[int, int]] = {}
+        self._option_expiries: dict[tuple[str, str], list[date]] = {}
+        self._future_expiries: dict[tuple[str, str], list[date]] = {}
+        self._derivative_exchanges: dict[str, list[str]] = {}
+        for kind, exchange, name, expiry, start, stop in derivatives.iter_rows():
+            if kind == InstrumentKind.OPTION:
+                self._chains[(exchange, name, expiry)] = (start, stop)
+                self._option_expiries.setdefault((exchange, name), []).append(expiry)
+            else:
+                lo, hi = self._futures.get((exchange, name), (start, stop))
+                self._futures[(exchange, name)] = (min(lo, start), max(hi, stop))
+                self._future_expiries.setdefault((exchange, name), []).append(expiry)
+            exchanges = self._derivative_exchanges.setdefault(name, [])
+            if exchange not in exchanges:
+                exchanges.append(exchange)
+        for exchanges in self._derivative_exchanges.values():
+            exchanges.sort(key=_DERIVATIVE_EXCHANGE_ORDER.index)
+        spots = (
+            self._frame.lazy()
+            .with_row_index("iid")
+            .filter(pl.col("kind") <= int(InstrumentKind.INDEX))
+            # NSE before BSE; on NSE the EQ series before others (-BE, bonds)
+            .with_columns(
+                exchange_rank=pl.col("exchange").replace_strict(_EXCHANGE_RANK, return_dtype=pl.Int8),
+                not_eq=~pl.col("symbol").str.ends_with("-EQ"),
+            )
+            .sort("exchange_rank", "not_eq", "iid")
+            .unique("name", keep="first", maintain_order=True)
+            .select("name", "iid")
+            .collect()
+        )
+        self._spot_of: dict[str, int] = dict(spots.iter_rows())
+
+    # -- basic lookups --------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._by_key
+
+    @property
+    def instruments(self) -> InstrumentSequence:
+        """All instruments in iid order."""
+        return InstrumentSequence(self)
+
+    def by_iid(self, iid: int) -> Instrument:
+        """The instrument with dense id `iid`; IndexError outside 0..len-1."""
+        if iid < 0:
+            raise IndexError(f"iid {iid} is negative")
+        made = self._made[iid]
+        return made if made is not None else self._make(iid)
+
+    def get(self, key: str) -> Instrument | None:
+        """The instrument for "EXCH:token", or None."""
+        iid = self._by_key.get(key)
+        return None if iid is None else self.by_iid(iid)
+
+    def iid_of(self, key: str) -> int | None:
+        """The dense id for "EXCH:token", or None (no Instrument is made)."""
+        return self._by_key.get(key)
+
+    def resolve_token(self, exchange: str, token: str) -> Instrument | None:
+        """The instrument with `token` on `exchange` (tokens repeat across exchanges), or None."""
+        iid = self._by_key.get(f"{exchange}:{token}")
+        return None if iid is None else self.by_iid(iid)
+
+    def resolve_symbol(self, exchange: str, symbol: str) -> Instrument | None:
+        """The instrument with trading symbol `symbol` on `exchange`, or None."""
+        iid = self._by_symbol.get(f"{exchange}:{symbol}")
+        return None if iid is None else self.by_iid(iid)
+
+    def resolve(self, spec: str) -> Instrument:
+        """An instrument from "EXCH:token" or "EXCH:SYMBOL" (exchange and symbol in any case).
+
+        Raises
+        ------
+        ShardlineError
+            If the spec is malformed or names no instrument.
+        """
+        exchange, colon, rest = spec.strip().partition(":")
+        exchange = exchange.strip().upper()
+        rest = rest.strip()
+        if not colon or not exchange or not rest:
+            raise ShardlineError(
+                f"instrument {spec!r}: expected 'EXCH:token' or 'EXCH:SYMBOL', e.g. 'NSE:3045'"
+            )
+        if exchange not in EXCHANGES:
+            raise ShardlineError(
+                f"instrument {spec!r}: unknown exchange {exchange}; known: {', '.join(EXCHANGES)}"
+            )
+        found = (
+            self.resolve_token(exchange, rest)
+            or self.resolve_symbol(exchange, rest)
+            or self.resolve_symbol(exchange, rest.upper())
+        )
+        if found is None:
+            raise ShardlineError(f"instrument {spec!r}: no token or symbol {rest!r} on {exchange}")
+        return found
+
+    def _make(self, iid: int) -> Instrument:
+        key = self._keys[iid]  # raises IndexError past the end
+        exchange, _, token = key.partition(":")
+        days = int(self._expiry_days[iid])
+        strike = int(self._strikes[iid])
+        option_type = str(self._option_types[iid])
+        instrument = Instrument(
+            iid=iid,
+            exchange=exchange,
+            token=token,
+            symbol=self._symbol_keys[iid][len(exchange) + 1 :],
+            name=self._names[self._name_codes[iid]],
+            instrument_type=self._types[self._type_codes[iid]],
+            expiry=None if days < 0 else self._date(days),
+            strike=None if strike < 0 else strike,
+            option_type=option_type or None,
+            lot_size=int(self._lot_sizes[iid]),
+            tick_size=int(self._tick_sizes[iid]),
+            price_scale=int(self._price_scales[iid]),
+        )
+        self._made[iid] = instrument
+        return instrument
+
+    def _date(self, days: int) -> date:
+        day = self._dates.get(days)
+        if day is None:
+            day = self._dates[days] = _EPOCH + timedelta(days=days)
+        return day
+
+    def _run(self, start: int, stop: int) -> list[Instrument]:
+        by_iid = self.by_iid
+        return [by_iid(i) for i in range(start, stop)]
+
+    # -- derivatives ----------------------------------------------------------------------------
+
+    def derivative_exchanges(self, underlying: str) -> list[str]:
+        """Exchanges listing futures or options on `underlying` (NFO first)."""
+        return list(self._derivative_exchanges.get(underlying.upper(), ()))
+
+    def _exchange_for(self, underlying: str, exchange: str | None) -> str:
+        if exchange is not None:
+            return exchange.upper()
+        exchanges = self._derivative_exchanges.get(underlying)
+        if not exchanges:
+            raise ShardlineError(f"no futures or options on {underlying!r} in the catalog")
+        return exchanges[0]
+
+    def expiries(self, underlying: str, exchange: str | None = None, *, options: bool = True) -> list[date]:
+        """Listed expiries of `underlying`'s options (or futures), ascending."""
+        underlying = underlying.upper()
+        exchange = self._exchange_for(underlying, exchange)
+        table = self._option_expiries if options else self._future_expiries
+        return list(table.get((exchange, underlying), ()))
+
+    def nearest_expiry(
+        self,
+        underlying: str,
+        on: date | None = None,
+        exchange: str | None = None,
+        *,
+        options: bool = True,
+    ) -> date | None:
+        """First expiry of `underlying`'s options (or futures) on or after `on`.
+
+        Without `on`, the earliest listed one: Angel's daily file lists no expired contract.
+        """
+        for expiry in self.expiries(underlying, exchange, options=options):
+            if on is None or expiry >= on:
+                return expiry
+        return None
+
+    def option_chain(self, underlying: str, expiry: date, exchange: str | None = None) -> OptionChain:
+        """The chain of `underlying` options expiring on `expiry`, by strike with CE/PE pairs.
+
+        Raises
+        ------
+        ShardlineError
+            If the catalog lists no such chain.
+        """
+        underlying = underlying.upper()
+        exchange = self._exchange_for(underlying, exchange)
+        cache_key = (exchange, underlying, expiry)
+        chain = self._chain_cache.get(cache_key)
+        if chain is not None:
+            return chain
+        span = self._chains.get(cache_key)
+        if span is None:
+            listed = (
+                ", ".join(str(e) for e in self._option_expiries.get((exchange, underlying), ())) or "none"
+            )
+            raise ShardlineError(
+                f"no {underlying} options on {exchange} expiring {expiry}; listed expiries: {listed}"
+            )
+        calls: dict[int, Instrument] = {}
+        puts: dict[int, Instrument] = {}
+        strikes: list[int] = []  # iids run by strike, so this comes out ascending
+        for option in self._run(*span):
+            strike = option.strike or 0
+            if not strikes or strikes[-1] != strike:
+                strikes.append(strike)
+            (calls if option.option_type == "CE" else puts)[strike] = option
+        rows = [OptionChainRow((strike, calls.get(strike), puts.get(strike))) for strike in strikes]
+        chain = OptionChain(exchange, underlying, expiry, tuple(rows))
+        self._chain_cache[cache_key] = chain
+        return chain
+
+    def futures(self, underlying: str, exchange: str | None = None) -> list[Instrument]:
+        """Futures on `underlying`, nearest expiry first."""
+        underlying = underlying.upper()
+        span = self._futures.get((self._exchange_for(underlying, exchange), underlying))
+        return self._run(*span) if span else []
+
+    def spot(self, underlying: str) -> Instrument | None:
+        """The cash instrument or index an underlying name refers to (NSE first), if listed."""
+        iid = self._spot_of.get(underlying.upper())
+        return None if iid is None else self.by_iid(iid)
+
+    # -- search and selection -------------------------------------------------------------------
+
+    def search_index(self) -> SymbolSearch:
+        """The search index, made on first use: most processes (shards) never search, and it
+        costs tens of megabytes. A warm load brings its arrays from the cache."""
+        if self._searcher is None:
+            lowered = self._frame.select(
+                symbol=pl.col("symbol").str.to_lowercase(),
+                name=pl.col("name").str.to_lowercase(),
+                kind=pl.col("kind"),
+            )
+            cash = lowered.with_row_index("iid").filter(pl.col("kind") <= int(InstrumentKind.INDEX))
+            cash_names = list(
+                zip(cash.get_column("name").to_list(), cash.get_column("iid").to_list(), strict=True)
+            )
+            self._searcher = SymbolSearch(self.search_arrays, lowered.get_column("symbol"), cash_names)
+        return self._searcher
+
+    @property
+    def search_arrays(self) -> SearchArrays:
+        """The persistent part of the search index (built here, or read from the cache)."""
+        if self._search_arrays is None:
+            self._search_arrays = build_search_arrays(self._frame)
+        elif callable(self._search_arrays):
+            self._search_arrays = self._search_arrays()
+        return self._search_arrays
+
+    def search(self, text: str, limit: int = 20) -> list[Instrument]:
+        """Instruments matching `text`, case-insensitive: exact symbol (or a cash instrument's
+        name), then symbol prefix, then substring of symbol or name; cash before derivatives."""
+        return [self.by_iid(iid) for iid in self.search_index().search(text, limit)]
+
+    def select(
+        self, query: str, limit: int | None = None, atm_prices: Mapping[str, int] | None = None
+    ) -> list[Instrument]:
+        """A deployment universe from a query such as "NSE equities" or "NIFTY options ±10 strikes".
+
+        See `catalog.universe` for the forms understood.
+        """
+        from catalog.universe import select_universe
+
+        return select_universe(self, query, limit, atm_prices)
+
+    def frame(self) -> pl.DataFrame:
+        """The instruments as a polars frame in iid order (columns of `catalog.scrip.FRAME_SCHEMA`)."""
+        return self._frame
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Instrument counts per exchange and instrument type."""
+        grouped = (
+            self._frame.group_by("exchange", "instrument_type").len().sort("exchange", "instrument_type")
+        )
+        out: dict[str, dict[str, int]] = {}
+        for exchange, itype, count in grouped.iter_rows():
+            out.setdefault(exchange, {})[itype] = count
+        return out
+
+
+def _codes(column: pl.Series) -> tuple[list[str], np.ndarray]:
+    """Distinct values and, per row, the index of its value (names repeat across a chain)."""
+    distinct = column.unique(maintain_order=True)
+    codes = column.replace_strict(distinct, pl.int_range(distinct.len(), eager=True), return_dtype=pl.Int32)
+    return distinct.to_list(), codes.to_numpy()
+
+
+def build_search_arrays(frame: pl.DataFrame) -> SearchArrays:
+    """The search index arrays for a normalised frame (see `catalog.search`)."""
+    lowered = frame.select(symbol=pl.col("symbol").str.to_lowercase(), name=pl.col("name").str.to_lowercase())
+    lines = lowered.select(
+        pl.when(pl.col("symbol").str.contains(pl.col("name"), literal=True))
+        .then(pl.col("symbol"))
+        .otherwise(pl.concat_str("symbol", pl.lit("\t"), "name"))
+    ).to_series()
+    return SearchArrays.build(lowered.get_column("symbol"), lines)

@@ -1,0 +1,272 @@
+"""Ranked, case-insensitive instrument search that stays well under a millisecond over 200k rows.
+
+Results come in three tiers, each ordered by iid (cash before derivatives, near expiries first):
+
+1. exact: the symbol equals the query, or a cash instrument's name does (`sbin` finds `SBIN-EQ`
+   on NSE, then `SBIN` on BSE);
+2. prefix: the symbol starts with the query;
+3. substring: the query appears anywhere in the symbol or the name.
+
+The index, built once per file with numpy and kept in the columnar cache:
+
+- every lowercase symbol, sorted, with the iid at each sorted position (`order`). A prefix is a
+  contiguous run found by bisection; the smallest iids of a run come from a sparse table of
+  range minima, so a prefix shared by 100k symbols costs no more than a rare one;
+- one byte haystack of "symbol<TAB>name" lines in iid order, and posting lists of the iids
+  whose line contains each three-byte gram. A substring query checks only the iids listed
+  under its rarest gram, in iid order, and stops once it has enough.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_LINE_END = 0x0A  # separates the lines of the haystack
+_FIELD_SEP = 0x09  # separates symbol and name within a line
+_CHUNK = 256  # candidates converted to Python ints at a time
+_SMALL_RUN = 64  # prefix runs this short are just sorted
+
+
+@dataclass(frozen=True)
+class SearchArrays:
+    """The persistent part of the search index (all numpy, saved with `save`)."""
+
+    order: np.ndarray  # int32: iid at each position of the sorted lowercase symbols
+    haystack: np.ndarray  # uint8: lowercase "symbol\tname\n" lines in iid order
+    starts: np.ndarray  # int64: offset of each line in the haystack, plus the end
+    gram_keys: np.ndarray  # uint32: distinct three-byte grams, ascending
+    gram_offsets: np.ndarray  # int64: postings of gram_keys[k] are gram_rows[off[k]:off[k+1]]
+    gram_rows: np.ndarray  # int32: iids, ascending within each gram
+
+    @classmethod
+    def build(cls, symbols_lower: pl.Series, lines: pl.Series) -> SearchArrays:
+        """Build from lowercase symbols and haystack lines (both in iid order)."""
+        order = symbols_lower.arg_sort().to_numpy().astype(np.int32)
+        lengths = (lines.str.len_bytes().cast(pl.Int64) + 1).to_numpy()
+        text = lines.str.join("\n").item() + "\n" if lines.len() else ""
+        haystack = np.frombuffer(text.encode(), dtype=np.uint8)
+        starts = np.zeros(lengths.size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=starts[1:])
+        keys, offsets, rows = _gram_postings(haystack, lengths)
+        return cls(order, haystack, starts, keys, offsets, rows)
+
+    def save(self, path: Path) -> None:
+        np.savez(
+            path,
+            order=self.order,
+            haystack=self.haystack,
+            starts=self.starts,
+            gram_keys=self.gram_keys,
+            gram_offsets=self.gram_offsets,
+            gram_rows=self.gram_rows,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> SearchArrays:
+        with np.load(path) as data:
+            return cls(
+                order=data["order"],
+                haystack=data["haystack"],
+                starts=data["starts"],
+                gram_keys=data["gram_keys"],
+                gram_offsets=data["gram_offsets"],
+                gram_rows=data["gram_rows"],
+            )
+
+
+def _gram_postings(haystack: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct (gram, iid) pairs grouped by gram. A gram may end on a separator, so that a
+    two-byte query at the end of a symbol or name is still found; it may not start on one."""
+    if haystack.size < 3:
+        return np.zeros(0, np.uint32), np.zeros(1, np.int64), np.zeros(0, np.int32)
+    row_of_byte = np.repeat(np.arange(lengths.size, dtype=np.uint64), lengths)
+    b = haystack.astype(np.uint32)
+    grams = (b[:-2] << 16) | (b[1:-1] << 8) | b[2:]
+    first, second = haystack[:-2], haystack[1:-1]
+    usable = (first != _LINE_END) & (first != _FIELD_SEP) & (second != _LINE_END) & (second != _FIELD_SEP)
+    # Sort and drop repeats by hand: np.unique's hashing path is ~100x slower on this data.
+    pairs = np.sort((grams[usable].astype(np.uint64) << np.uint64(32)) | row_of_byte[:-2][usable])
+    if pairs.size:
+        pairs = pairs[np.concatenate(([True], pairs[1:] != pairs[:-1]))]
+    gram_of_pair = (pairs >> np.uint64(32)).astype(np.uint32)
+    rows = (pairs & np.uint64(0xFFFFFFFF)).astype(np.int32)
+    boundaries = np.flatnonzero(gram_of_pair[1:] != gram_of_pair[:-1]) + 1
+    keys = gram_of_pair[np.concatenate(([0], boundaries))] if pairs.size else np.zeros(0, np.uint32)
+    offsets = (
+        np.concatenate(([0], boundaries, [pairs.size])).astype(np.int64)
+        if pairs.size
+        else np.zeros(1, np.int64)
+    )
+    return keys, offsets, rows
+
+
+class _RangeMinimum:
+    """Sparse table over `values`: the minimum of any range in O(1)."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        self.levels = [values]
+        span = 1
+        while span * 2 <= values.size:
+            prev = self.levels[-1]
+            self.levels.append(np.minimum(prev[: prev.size - span], prev[span:]))
+            span *= 2
+
+    def min(self, lo: int, hi: int) -> int:
+        """Smallest value in values[lo:hi] (hi > lo)."""
+        level = (hi - lo).bit_length() - 1
+        table = self.levels[level]
+        return int(min(table[lo], table[hi - (1 << level)]))
+
+
+class SymbolSearch:
+    """Search over one catalog's symbols and names; answers iids.
+
+    Parameters
+    ----------
+    arrays : SearchArrays
+        The prebuilt index for the same catalog.
+    symbols_lower : pl.Series
+        Lowercase symbols in iid order.
+    cash_names_lower : Sequence[tuple[str, int]]
+        (lowercase name, iid) of the cash instruments (equities and indices).
+    """
+
+    def __init__(
+        self,
+        arrays: SearchArrays,
+        symbols_lower: pl.Series,
+        cash_names_lower: Sequence[tuple[str, int]],
+    ) -> None:
+        self._arrays = arrays
+        order = arrays.order
+        self._sorted_symbols: list[str] = symbols_lower.gather(order).to_list()
+        self._position_of_iid = np.empty_like(order)
+        self._position_of_iid[order] = np.arange(order.size, dtype=order.dtype)
+        self._range_min = _RangeMinimum(order)
+        pairs = sorted(cash_names_lower)
+        self._cash_names = [name for name, _ in pairs]
+        self._cash_iids = [iid for _, iid in pairs]
+        self._haystack = arrays.haystack.tobytes()
+        self._starts: list[int] = arrays.starts.tolist()
+        self._present_bytes = np.bincount(arrays.haystack, minlength=256) > 0
+
+    def search(self, text: str, limit: int = 20) -> list[int]:
+        """Iids matching `text` (case-insensitive), best first, at most `limit`."""
+        query = text.strip().lower()
+        if not query or limit <= 0 or "\n" in query or "\t" in query:
+            return []
+        found: list[int] = []
+        seen: set[int] = set()
+
+        def take(iids: list[int]) -> bool:
+            for iid in iids:
+                if iid not in seen:
+                    seen.add(iid)
+                    found.append(iid)
+                    if len(found) == limit:
+                        return True
+            return False
+
+        lo = bisect.bisect_left(self._sorted_symbols, query)
+        exact_hi = bisect.bisect_right(self._sorted_symbols, query, lo)
+        exact = self._arrays.order[lo:exact_hi].tolist()
+        name_lo = bisect.bisect_left(self._cash_names, query)
+        name_hi = bisect.bisect_right(self._cash_names, query, name_lo)
+        exact += self._cash_iids[name_lo:name_hi]
+        if take(sorted(set(exact))):
+            return found
+        prefix_hi = bisect.bisect_left(self._sorted_symbols, query + "\U0010ffff", exact_hi)
+        if take(self._smallest_iids(lo, prefix_hi, limit - len(found) + len(seen))):
+            return found
+        self._substring(query.encode(), limit, seen, found)
+        return found
+
+    def _smallest_iids(self, lo: int, hi: int, count: int) -> list[int]:
+        """The `count` smallest iids at sorted positions [lo, hi), ascending."""
+        if hi - lo <= _SMALL_RUN:
+            return sorted(self._arrays.order[lo:hi].tolist())[:count]
+        rmq = self._range_min
+        where = self._position_of_iid
+        heap = [(rmq.min(lo, hi), lo, hi)]
+        out: list[int] = []
+        while heap and len(out) < count:
+            iid, a, b = heapq.heappop(heap)
+            out.append(iid)
+            pos = int(where[iid])
+            if pos > a:
+                heapq.heappush(heap, (rmq.min(a, pos), a, pos))
+            if pos + 1 < b:
+                heapq.heappush(heap, (rmq.min(pos + 1, b), pos + 1, b))
+        return out
+
+    def _substring(self, query: bytes, limit: int, seen: set[int], found: list[int]) -> None:
+        if len(query) == 1:
+            self._scan(query, limit, seen, found)
+            return
+        arrays = self._arrays
+        if len(query) == 2:
+            self._bigram(query, limit, seen, found)
+            return
+        grams = np.array(
+            [(query[i] << 16) | (query[i + 1] << 8) | query[i + 2] for i in range(len(query) - 2)],
+            dtype=np.uint32,
+        )
+        keys, offsets = arrays.gram_keys, arrays.gram_offsets
+        index = np.minimum(np.searchsorted(keys, grams), max(keys.size - 1, 0))
+        if keys.size == 0 or (keys[index] != grams).any():
+            return  # some gram of the query occurs nowhere
+        sizes = offsets[index + 1] - offsets[index]
+        rarest = int(index[int(np.argmin(sizes))])
+        candidates = arrays.gram_rows[offsets[rarest] : offsets[rarest + 1]]
+        haystack, starts = self._haystack, self._starts
+        for at in range(0, candidates.size, _CHUNK):
+            for iid in candidates[at : at + _CHUNK].tolist():
+                if iid not in seen and haystack.find(query, starts[iid], starts[iid + 1]) >= 0:
+                    seen.add(iid)
+                    found.append(iid)
+                    if len(found) == limit:
+                        return
+
+    def _bigram(self, query: bytes, limit: int, seen: set[int], found: list[int]) -> None:
+        # Every occurrence of two bytes begins some gram (each line ends in a separator), so
+        # the answer is the union of the postings of the grams starting with them.
+        arrays = self._arrays
+        base = (query[0] << 16) | (query[1] << 8)
+        k_lo, k_hi = np.searchsorted(arrays.gram_keys, [base, base + 256]).tolist()
+        need = limit - len(found) + len(seen)
+        offsets = arrays.gram_offsets[k_lo : k_hi + 1].tolist()
+        rows = arrays.gram_rows
+        heads = [rows[start : min(end, start + need)] for start, end in itertools.pairwise(offsets)]
+        if not heads:
+            return
+        for iid in np.unique(np.concatenate(heads)).tolist():
+            if iid not in seen:
+                seen.add(iid)
+                found.append(iid)
+                if len(found) == limit:
+                    return
+
+    def _scan(self, query: bytes, limit: int, seen: set[int], found: list[int]) -> None:
+        if not self._present_bytes[query[0]]:
+            return
+        haystack, starts = self._haystack, self._starts
+        pos = haystack.find(query)
+        while pos >= 0:
+            iid = bisect.bisect_right(starts, pos) - 1
+            if iid not in seen:
+                seen.add(iid)
+                found.append(iid)
+                if len(found) == limit:
+                    return
+            pos = haystack.find(query, starts[iid + 1])
