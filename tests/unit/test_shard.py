@@ -1,0 +1,358 @@
+"""StrategyShard without Ray: a real TradingNode on its own thread, fed batches in-process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from nautilus_trader.config import PositiveInt, StrategyConfig
+from nautilus_trader.model.data import TradeTick
+from nautilus_trader.model.enums import OrderSide, TimeInForce
+from nautilus_trader.model.events import OrderEvent, OrderFilled
+from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.model.objects import Price, Quantity
+from nautilus_trader.trading.strategy import Strategy
+
+from actors.orders import Fill, OrderRequest, OrderUpdate, Product, Side
+from actors.orders import OrderStatus as Status
+from actors.orders import OrderType as ShardlineOrderType
+from actors.shard.baseline import InstantFillGateway, random_walk_ticks
+from actors.shard.shard import FAILED, RUNNING, STOPPED, ShardSpec, StrategyShard
+from actors.shard.universe import ShardInstrument
+from actors.ticks import TICK_DTYPE, FeedMode
+from cluster.errors import ShardlineError
+
+INSTRUMENTS = tuple(ShardInstrument.equity(i, f"S{i}-EQ", str(1000 + i), lot_size=5) for i in range(3))
+SBIN = INSTRUMENTS[0]
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def live_ticks(count: int, seed: int = 1, mode: FeedMode = FeedMode.QUOTE) -> np.ndarray:
+    """Random-walk ticks stamped just now, so latencies are real."""
+    now = time.time_ns()
+    return random_walk_ticks(
+        INSTRUMENTS, count, seed=seed, mode=mode, start_ns=now - count * 1_000, step_ns=1_000
+    )
+
+
+def feed(
+    shard: StrategyShard, ticks: np.ndarray, gateway: InstantFillGateway | None = None, size: int = 500
+) -> int:
+    handled = 0
+    for start in range(0, len(ticks), size):
+        batch = ticks[start : start + size]
+        if gateway is not None:
+            gateway.mark_batch(shard.keys_by_iid, batch)
+        handled += shard.submit_ticks(batch).result(timeout=30)
+    return handled
+
+
+# -- strategies used only here -------------------------------------------------------------------
+
+
+class RaiseOnTickConfig(StrategyConfig, frozen=True):
+    raise_after: PositiveInt = 50
+
+
+class RaiseOnTick(Strategy):
+    """Handles `raise_after` trade ticks, then raises on the next."""
+
+    def __init__(self, config: RaiseOnTickConfig) -> None:
+        super().__init__(config)
+        self.seen = 0
+
+    def on_start(self) -> None:
+        for instrument in self.cache.instruments():
+            self.subscribe_trade_ticks(instrument.id)
+
+    def on_trade_tick(self, tick: TradeTick) -> None:
+        self.seen += 1
+        if self.seen > self.config.raise_after:
+            raise ValueError(f"deliberate failure on tick {self.seen}")
+
+
+class OneOrderConfig(StrategyConfig, frozen=True):
+    instrument_id: InstrumentId
+    quantity: PositiveInt = 10
+    limit_price: str | None = None  # a limit order at this price, else a market order
+    raise_on_fill: bool = False
+
+
+class OneOrder(Strategy):
+    """Sends one order on the first trade tick and records every order event it receives."""
+
+    def __init__(self, config: OneOrderConfig) -> None:
+        super().__init__(config)
+        self.events: list[OrderEvent] = []
+        self.sent = False
+
+    def on_start(self) -> None:
+        self.subscribe_trade_ticks(self.config.instrument_id)
+
+    def on_trade_tick(self, tick: TradeTick) -> None:
+        if self.sent:
+            return
+        self.sent = True
+        qty = Quantity.from_int(self.config.quantity)
+        if self.config.limit_price is None:
+            order = self.order_factory.market(
+                self.config.instrument_id, OrderSide.BUY, qty, tags=["product:DELIVERY"]
+            )
+        else:
+            order = self.order_factory.limit(
+                self.config.instrument_id,
+                OrderSide.BUY,
+                qty,
+                Price.from_str(self.config.limit_price),
+                time_in_force=TimeInForce.DAY,
+            )
+        self.submit_order(order)
+
+    def on_order_event(self, event: OrderEvent) -> None:
+        self.events.append(event)
+
+    def on_order_filled(self, event: OrderFilled) -> None:
+        if self.config.raise_on_fill:
+            raise RuntimeError("deliberate failure on fill")
+
+
+class ScriptedGateway:
+    """Answers every submit with PENDING and records requests; the test pushes the rest."""
+
+    def __init__(self) -> None:
+        self.requests: list[OrderRequest] = []
+        self.cancels: list[str] = []
+
+    async def submit(self, order: OrderRequest) -> OrderUpdate:
+        self.requests.append(order)
+        return update(order.client_order_id, Status.PENDING, venue_order_id=None)
+
+    async def cancel(self, client_order_id: str) -> OrderUpdate | None:
+        self.cancels.append(client_order_id)
+        return None
+
+    async def modify(self, client_order_id: str, **changes: Any) -> OrderUpdate | None:
+        return None
+
+
+def update(client_order_id: str, status: Status, **fields: Any) -> OrderUpdate:
+    values: dict[str, Any] = {
+        "venue_order_id": "V1",
+        "book": "test",
+        "instrument": SBIN.key,
+        "ts_ns": time.time_ns(),
+    }
+    values.update(fields)
+    return OrderUpdate(client_order_id=client_order_id, status=status, **values)
+
+
+def fill(client_order_id: str, trade_id: str, quantity: int, price: int, commission: int = 0) -> Fill:
+    return Fill(
+        client_order_id=client_order_id,
+        venue_order_id="V1",
+        trade_id=trade_id,
+        book="test",
+        instrument=SBIN.key,
+        side=Side.BUY,
+        quantity=quantity,
+        price=price,
+        product=Product.INTRADAY,
+        ts_ns=time.time_ns(),
+        commission=commission,
+    )
+
+
+def spec(strategy: str, config: dict[str, Any], deployment: str = "test") -> ShardSpec:
+    return ShardSpec(deployment=deployment, strategy=strategy, config=config, instruments=INSTRUMENTS)
+
+
+@pytest.fixture
+def shards() -> Iterator[list[StrategyShard]]:
+    made: list[StrategyShard] = []
+    yield made
+    for shard in made:
+        shard.stop()
+
+
+def start(shards: list[StrategyShard], shard_spec: ShardSpec, gateway: Any) -> StrategyShard:
+    shard = StrategyShard(shard_spec, gateway)
+    shards.append(shard)
+    return shard
+
+
+def order_events(shard: StrategyShard) -> list[str]:
+    strategy = shard._strategy
+    names = shard.thread.call(lambda: [type(e).__name__ for e in strategy.events]).result(5)
+    return [n for n in names if n != "OrderInitialized"]
+
+
+# -- tests ------------------------------------------------------------------------------------------
+
+
+def test_sample_strategy_trades_through_the_gateway(shards: list[StrategyShard]) -> None:
+    gateway = InstantFillGateway()
+    shard = start(
+        shards,
+        spec(
+            "actors.shard.strategies.ema_cross:EMACross",
+            {"fast_period": 5, "slow_period": 20, "trade_size": 2},
+        ),
+        gateway,
+    )
+    assert shard.state == RUNNING
+    ticks = live_ticks(6_000)
+    assert feed(shard, ticks, gateway) == len(ticks)
+    wait_for(lambda: shard.stats()["fills"] == shard.stats()["orders_sent"] > 0, what="every order filled")
+    stats = shard.stats()
+    assert stats["rows_handled"] == stats["ticks_handled"] == len(ticks)
+    assert stats["latency_recv_to_strategy"]["samples"] == len(ticks)
+    latency = stats["latency_recv_to_strategy"]
+    assert 0 < latency["p50_us"] <= latency["p99_us"] <= latency["max_us"]
+    first = gateway.requests[0]
+    assert first.book == "test"
+    assert first.tag == "EMACross-000"
+    assert first.instrument in {i.key for i in INSTRUMENTS}
+    assert first.product is Product.INTRADAY
+    assert first.order_type is ShardlineOrderType.MARKET
+    assert len({r.client_order_id for r in gateway.requests}) == len(gateway.requests)
+    # positions are whole target sizes: 2 lots of 5, long only
+    assert set(stats["positions"].values()) <= {"10"}
+
+
+def test_order_lifecycle_from_updates(shards: list[StrategyShard]) -> None:
+    gateway = ScriptedGateway()
+    config = {"instrument_id": SBIN.instrument_id.value, "quantity": 10, "limit_price": "1000.05"}
+    shard = start(shards, spec("test_shard:OneOrder", config), gateway)
+    feed(shard, live_ticks(30))
+    wait_for(lambda: len(gateway.requests) == 1, what="the order to reach the gateway")
+    request = gateway.requests[0]
+    assert (request.order_type, request.price, request.quantity) == (ShardlineOrderType.LIMIT, 100_005, 10)
+    coid = request.client_order_id
+
+    def push(u: OrderUpdate) -> bool:
+        return shard.on_order_update(u).result(5)
+
+    # the fill arrives before the acknowledgement: accepted is emitted first anyway
+    assert push(
+        update(coid, Status.PARTIALLY_FILLED, filled_quantity=4, fill=fill(coid, "T1", 4, 100_000, 1_234))
+    )
+    assert push(update(coid, Status.OPEN))  # late acknowledgement: nothing new
+    assert push(
+        update(coid, Status.PARTIALLY_FILLED, filled_quantity=4, fill=fill(coid, "T1", 4, 100_000))
+    )  # dup
+    assert push(update(coid, Status.FILLED, filled_quantity=10, fill=fill(coid, "T2", 6, 100_005)))
+    assert not push(update(coid, Status.FILLED, filled_quantity=10))  # closed: ignored
+    assert not push(update("O-someone-else", Status.OPEN))
+    wait_for(lambda: "OrderFilled" in order_events(shard) and order_events(shard).count("OrderFilled") == 2)
+    assert order_events(shard) == ["OrderSubmitted", "OrderAccepted", "OrderFilled", "OrderFilled"]
+    strategy = shard._strategy
+    fills = shard.thread.call(lambda: [e for e in strategy.events if isinstance(e, OrderFilled)]).result(5)
+    assert [(str(f.last_qty), str(f.last_px)) for f in fills] == [("4", "1000.00"), ("6", "1000.05")]
+    assert str(fills[0].commission) == "12.34 INR"
+    assert shard.stats()["positions"] == {SBIN.instrument_id.value: "10"}
+
+
+@pytest.mark.parametrize(
+    ("updates", "events"),
+    [
+        ([(Status.REJECTED, {"reason": "price band"})], ["OrderSubmitted", "OrderRejected"]),
+        ([(Status.OPEN, {}), (Status.CANCELLED, {})], ["OrderSubmitted", "OrderAccepted", "OrderCanceled"]),
+        # no per-trade detail: the fill is inferred from the filled quantity and average price
+        (
+            [(Status.PARTIALLY_FILLED, {"filled_quantity": 5, "avg_price": 100_000}), (Status.CANCELLED, {})],
+            ["OrderSubmitted", "OrderAccepted", "OrderFilled", "OrderCanceled"],
+        ),
+    ],
+)
+def test_updates_become_nautilus_events(
+    shards: list[StrategyShard], updates: list[tuple[Status, dict[str, Any]]], events: list[str]
+) -> None:
+    gateway = ScriptedGateway()
+    config = {"instrument_id": SBIN.instrument_id.value, "limit_price": "999.95"}
+    shard = start(shards, spec("test_shard:OneOrder", config), gateway)
+    feed(shard, live_ticks(30))
+    wait_for(lambda: len(gateway.requests) == 1, what="the order")
+    coid = gateway.requests[0].client_order_id
+    for status, fields in updates:
+        shard.on_order_update(update(coid, status, **fields)).result(5)
+    wait_for(lambda: len(order_events(shard)) == len(events), what=f"events {events}")
+    assert order_events(shard) == events
+
+
+def test_market_order_product_tag_reaches_the_request(shards: list[StrategyShard]) -> None:
+    gateway = ScriptedGateway()
+    shard = start(shards, spec("test_shard:OneOrder", {"instrument_id": SBIN.instrument_id.value}), gateway)
+    feed(shard, live_ticks(30))
+    wait_for(lambda: len(gateway.requests) == 1, what="the order")
+    assert gateway.requests[0].product is Product.DELIVERY
+    assert gateway.requests[0].validity.value == "DAY"  # Nautilus's GTC default goes out as DAY
+
+
+def test_strategy_raising_on_a_tick_fails_the_shard_not_the_process(shards: list[StrategyShard]) -> None:
+    shard = start(shards, spec("test_shard:RaiseOnTick", {"raise_after": 100}), InstantFillGateway())
+    ticks = live_ticks(1_000)
+    feed(shard, ticks)
+    stats = shard.stats()
+    assert stats["state"] == FAILED
+    assert "RaiseOnTick" in stats["error"] and "deliberate failure on tick 101" in stats["error"]
+    assert "TradeTick" in stats["error"]  # the tick that caused it is named
+    assert stats["rows_handled"] < len(ticks)
+    assert stats["rows_received"] == stats["rows_handled"] + stats["rows_dropped"]
+    # later batches are refused and counted, not crashed on
+    assert shard.submit_ticks(live_ticks(10)).result(5) == 0
+    assert shard.thread.is_alive
+
+
+def test_strategy_raising_on_an_order_event_fails_the_shard(shards: list[StrategyShard]) -> None:
+    config = {"instrument_id": SBIN.instrument_id.value, "raise_on_fill": True}
+    gateway = InstantFillGateway()
+    shard = start(shards, spec("test_shard:OneOrder", config), gateway)
+    feed(shard, live_ticks(30), gateway)
+    wait_for(lambda: shard.state == FAILED, what="the shard to fail")
+    assert "deliberate failure on fill" in shard.stats()["error"]
+
+
+def test_bad_strategy_config_fails_before_any_node(shards: list[StrategyShard]) -> None:
+    with pytest.raises(
+        ShardlineError, match=r"EMACross.*fast_period \(9\) must be less than slow_period \(3\)"
+    ):
+        StrategyShard(
+            spec("actors.shard.strategies.ema_cross:EMACross", {"fast_period": 9, "slow_period": 3}),
+            InstantFillGateway(),
+        )
+
+
+def test_bad_batches_are_refused_with_a_clear_error(shards: list[StrategyShard]) -> None:
+    shard = start(shards, spec("test_shard:RaiseOnTick", {"raise_after": 10**6}), InstantFillGateway())
+    with pytest.raises(ShardlineError, match="TICK_DTYPE"):
+        shard.submit_ticks(np.zeros(3, dtype=[("iid", "<i4")]))
+    unknown = np.zeros(5, dtype=TICK_DTYPE)
+    unknown["iid"] = 99
+    unknown["ltp"] = 100
+    unknown["mode"] = FeedMode.LTP
+    assert shard.submit_ticks(unknown).result(5) == 5
+    assert shard.stats()["unknown_rows"] == 5
+    assert shard.state == RUNNING
+
+
+def test_state_saves_and_loads_on_a_running_shard(shards: list[StrategyShard]) -> None:
+    path = "actors.shard.strategies.rsi_breakout:RSIBreakout"
+    first = start(shards, spec(path, {"period": 10}), InstantFillGateway())
+    feed(first, live_ticks(600))
+    state = first.save_state()
+    assert set(state) == {"prices", "requested"}
+    first.stop()
+    assert first.state == STOPPED
+    second = start(shards, spec(path, {"period": 10}), InstantFillGateway())
+    second.load_state(state)
+    assert second.save_state()["prices"] == state["prices"]
