@@ -24,6 +24,7 @@ app.add_typer(bench_app, name="bench")
 # Modules that define a `register(app, bench_app)` function adding their commands.
 COMMAND_MODULES = [
     "catalog.cli",
+    "actors.sim.cli",
 ]
 
 

@@ -11,31 +11,20 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
+from actors.angel.common import CANDLE_MAX_DAYS, CANDLE_TIME_FORMAT, CandleInterval
 from actors.sim.market_hours import CLOSE, IST, OPEN
 from actors.sim.universe import SimInstrument
 
-INTERVAL_MINUTES = {
-    "ONE_MINUTE": 1,
-    "THREE_MINUTE": 3,
-    "FIVE_MINUTE": 5,
-    "TEN_MINUTE": 10,
-    "FIFTEEN_MINUTE": 15,
-    "THIRTY_MINUTE": 30,
-    "ONE_HOUR": 60,
-    "ONE_DAY": 24 * 60,
+INTERVAL_MINUTES: dict[str, int] = {
+    CandleInterval.ONE_MINUTE: 1,
+    CandleInterval.THREE_MINUTE: 3,
+    CandleInterval.FIVE_MINUTE: 5,
+    CandleInterval.TEN_MINUTE: 10,
+    CandleInterval.FIFTEEN_MINUTE: 15,
+    CandleInterval.THIRTY_MINUTE: 30,
+    CandleInterval.ONE_HOUR: 60,
+    CandleInterval.ONE_DAY: 24 * 60,
 }
-# The longest range one request may span (Angel's published limits).
-MAX_DAYS = {
-    "ONE_MINUTE": 30,
-    "THREE_MINUTE": 60,
-    "FIVE_MINUTE": 100,
-    "TEN_MINUTE": 100,
-    "FIFTEEN_MINUTE": 200,
-    "THIRTY_MINUTE": 200,
-    "ONE_HOUR": 400,
-    "ONE_DAY": 2000,
-}
-DATE_FORMAT = "%Y-%m-%d %H:%M"
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
@@ -66,17 +55,17 @@ def parse_range(interval: str, from_text: str, to_text: str) -> tuple[datetime, 
             f"Invalid interval {interval!r}: expected one of {', '.join(INTERVAL_MINUTES)}"
         )
     try:
-        start = datetime.strptime(str(from_text), DATE_FORMAT).replace(tzinfo=IST)
-        end = datetime.strptime(str(to_text), DATE_FORMAT).replace(tzinfo=IST)
+        start = datetime.strptime(str(from_text), CANDLE_TIME_FORMAT).replace(tzinfo=IST)
+        end = datetime.strptime(str(to_text), CANDLE_TIME_FORMAT).replace(tzinfo=IST)
     except ValueError:
         raise CandleRequestError(
             f"fromdate and todate must look like '2024-01-31 09:15'; got {from_text!r} and {to_text!r}"
         ) from None
     if end < start:
         raise CandleRequestError(f"todate {to_text} is before fromdate {from_text}")
-    if end - start > timedelta(days=MAX_DAYS[interval]):
+    if end - start > timedelta(days=CANDLE_MAX_DAYS[CandleInterval(interval)]):
         raise CandleRequestError(
-            f"{interval} candles cover at most {MAX_DAYS[interval]} days per request; "
+            f"{interval} candles cover at most {CANDLE_MAX_DAYS[CandleInterval(interval)]} days per request; "
             f"asked for {(end - start).days} days"
         )
     return start, end

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from actors.angel.common import GTT_EXCHANGES, GTT_PRODUCTS, MAX_ORDER_TAG_LEN, price_scale
 from actors.orders import OrderRequest, OrderStatus, OrderType, Product, Side, Validity
 from actors.sim.market import MarketModel
 from actors.sim.market_hours import IST
@@ -37,7 +38,6 @@ from actors.sim.matching import (
 )
 from actors.sim.universe import SimInstrument
 
-MAX_ORDER_TAG_LEN = 20
 VARIETIES = frozenset({"NORMAL", "STOPLOSS", "AMO", "ROBO"})
 ANGEL_TO_ORDER_TYPE = {
     "MARKET": OrderType.MARKET,
@@ -48,8 +48,6 @@ ANGEL_TO_ORDER_TYPE = {
 ORDER_TYPE_TO_ANGEL = {v: k for k, v in ANGEL_TO_ORDER_TYPE.items()}
 PRODUCTS = {"DELIVERY": Product.DELIVERY, "CARRYFORWARD": Product.CARRYFORWARD, "MARGIN": Product.MARGIN}
 PRODUCTS |= {"INTRADAY": Product.INTRADAY}
-GTT_EXCHANGES = frozenset({"NSE", "BSE"})
-GTT_PRODUCTS = frozenset({"DELIVERY", "MARGIN"})
 
 # Order-update status codes.
 AB_OPEN, AB_CANCELLED, AB_REJECTED, AB_MODIFIED, AB_COMPLETE = "AB01", "AB02", "AB03", "AB04", "AB05"
@@ -66,10 +64,6 @@ class AngelApiError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-
-
-def price_scale(exchange: str) -> int:
-    return 10_000_000 if exchange == "CDS" else 100
 
 
 def to_minor(value: Any, exchange: str, what: str) -> int:

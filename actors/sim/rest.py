@@ -12,11 +12,12 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
 
+from actors.angel.common import MAX_QUOTE_TOKENS, RATE_LIMIT_MESSAGE, RATE_LIMITS
+from actors.angel.common import EndpointGroup as Group
 from actors.sim.candles import CandleRequestError, parse_range, synthesize_candles
 from actors.sim.exchange import AngelApiError, SimExchange, to_rupees
 from actors.sim.rate_limits import SlidingWindowLimiter
@@ -24,35 +25,10 @@ from actors.sim.sessions import LoginError, Session, SessionStore
 
 log = logging.getLogger(__name__)
 
-RATE_LIMIT_TEXT = "Access denied because of exceeding access rate"
-MAX_QUOTE_TOKENS = 50
+RATE_LIMIT_TEXT = f"Access denied because of {RATE_LIMIT_MESSAGE}"
 AUTH = "/rest/auth/angelbroking"
 SECURE = "/rest/secure/angelbroking"
-
-
-class Group(StrEnum):
-    """Endpoints that share one rate-limit budget at the broker."""
-
-    ORDERS = "orders"
-    MARKET_DATA = "market_data"
-    CANDLES = "candles"
-    BOOKS = "books"
-    LOGIN = "login"
-    TOKEN = "token"
-    PROFILE = "profile"
-    UNLIMITED = "unlimited"
-
-
-# Angel's published limits: (window seconds, calls allowed); every window applies at once.
-RATE_LIMITS: dict[Group, list[tuple[float, int]]] = {
-    Group.ORDERS: [(1, 20), (60, 500), (3600, 1000)],
-    Group.MARKET_DATA: [(1, 10), (60, 500), (3600, 5000)],
-    Group.CANDLES: [(1, 3), (60, 500), (3600, 5000)],
-    Group.BOOKS: [(1, 1)],
-    Group.LOGIN: [(1, 1)],
-    Group.TOKEN: [(1, 1), (3600, 1000)],
-    Group.PROFILE: [(1, 3), (3600, 1000)],
-}
+UNLIMITED = "unlimited"  # logout and order details: no published cap
 
 Handler = Callable[[dict[str, Any], Session | None], Any]
 
@@ -98,19 +74,19 @@ class SmartApiRest:
         self.sessions = sessions
         self.api_key = api_key
         self.enforce_rate_limits = enforce_rate_limits
-        self.limiter = SlidingWindowLimiter(dict(RATE_LIMITS))
+        self.limiter = SlidingWindowLimiter({group: limit.windows() for group, limit in RATE_LIMITS.items()})
         self.clock_ns = clock_ns
         self.monotonic = monotonic
         self.seed = seed
         self.calls = 0
 
     def routes(self) -> list[web.RouteDef]:
-        table: list[tuple[str, str, Group, Handler, bool]] = [
+        table: list[tuple[str, str, str, Handler, bool]] = [
             # (method, path, group, handler, needs a session)
             ("POST", f"{AUTH}/user/v1/loginByPassword", Group.LOGIN, self._login, False),
             ("POST", f"{AUTH}/jwt/v1/generateTokens", Group.TOKEN, self._generate_tokens, False),
             ("GET", f"{SECURE}/user/v1/getProfile", Group.PROFILE, self._profile, True),
-            ("POST", f"{SECURE}/user/v1/logout", Group.UNLIMITED, self._logout, True),
+            ("POST", f"{SECURE}/user/v1/logout", UNLIMITED, self._logout, True),
             ("POST", f"{SECURE}/order/v1/placeOrder", Group.ORDERS, self._place, True),
             ("POST", f"{SECURE}/order/v1/modifyOrder", Group.ORDERS, self._modify, True),
             ("POST", f"{SECURE}/order/v1/cancelOrder", Group.ORDERS, self._cancel, True),
@@ -140,14 +116,14 @@ class SmartApiRest:
     # ------------------------------------------------------------------------------- plumbing
 
     def _endpoint(
-        self, group: Group, handler: Handler, auth: bool
+        self, group: str, handler: Handler, auth: bool
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             self.calls += 1
             refused = self._check_headers(request)
             if refused is not None:
                 return refused
-            if self.enforce_rate_limits and group is not Group.UNLIMITED:
+            if self.enforce_rate_limits and group != UNLIMITED:
                 caller = request.headers.get("Authorization") or request.headers.get("X-PrivateKey", "")
                 if not self.limiter.allow(caller, group, self.monotonic()):
                     return web.Response(status=403, text=RATE_LIMIT_TEXT, content_type="text/plain")

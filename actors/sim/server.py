@@ -118,6 +118,10 @@ class SimServer:
         host = self.config.host
         rest_app = web.Application(client_max_size=1 << 20)
         rest_app.add_routes(self.rest.routes())
+        # Simulator controls (not Angel routes): for tests and load runs against an out-of-process sim.
+        rest_app.router.add_get("/sim/v1/counters", self._counters_route)
+        rest_app.router.add_post("/sim/v1/tick-rate", self._tick_rate_route)
+        rest_app.router.add_post("/sim/v1/drop-connections", self._drop_route)
         stream_app = web.Application()
         stream_app.router.add_get("/smart-stream", self.stream.handle)
         order_app = web.Application()
@@ -158,6 +162,22 @@ class SimServer:
         self._runners.clear()
 
     # ------------------------------------------------------------------------------- controls
+
+    async def _counters_route(self, request: web.Request) -> web.Response:
+        return web.json_response(self.counters())
+
+    async def _tick_rate_route(self, request: web.Request) -> web.Response:
+        try:
+            rate = int((await request.json())["rate"])
+            self._hub().set_rate(rate)
+        except (ValueError, KeyError, TypeError) as err:
+            return web.json_response(
+                {"error": f'send {{"rate": <ticks per second, >= 0>}}: {err}'}, status=400
+            )
+        return web.json_response({"rate": rate})
+
+    async def _drop_route(self, request: web.Request) -> web.Response:
+        return web.json_response({"dropped": self.drop_connections()})
 
     def set_tick_rate(self, rate: int) -> None:
         """Total ticks per second across the subscribed instruments (0 pauses the feed)."""

@@ -7,12 +7,15 @@ deterministically from the seed and the instrument key, so the same seed gives t
 
 from __future__ import annotations
 
+import logging
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from actors.angel.packets import EXCHANGE_TYPE
+
+log = logging.getLogger(__name__)
 
 DERIVATIVE_EXCHANGES = frozenset({"NFO", "BFO", "MCX", "CDS", "NCDEX"})
 
@@ -73,6 +76,7 @@ class CatalogRow(Protocol):
 # Starting-price ranges in rupees, by instrument type.
 _PRICE_RANGE_RUPEES = {
     "": (20, 4_000),
+    "EQ": (20, 4_000),
     "AMXIDX": (10_000, 80_000),
     "FUTIDX": (10_000, 80_000),
     "FUTSTK": (100, 4_000),
@@ -138,18 +142,23 @@ def synthetic_universe(count: int, seed: int) -> list[SimInstrument]:
 
 
 def load_universe(count: int, seed: int, config: object | None = None) -> list[SimInstrument]:
-    """Instruments from the project's catalog when it is available, else a synthetic universe."""
-    try:
-        import catalog  # the instrument catalog lands separately; fall back until it does
+    """Instruments from the project's catalog when it loads, else a synthetic universe.
 
-        load = getattr(catalog, "load_default_catalog", None)
-        if load is not None and config is not None:
-            instruments = getattr(load(config), "instruments", None)
-            rows: Sequence[CatalogRow] | None = instruments() if callable(instruments) else instruments
-            if rows:
+    ``config`` is the whole project config the catalog loader takes; without it, or if the catalog
+    cannot load, the simulator still starts on made-up instruments (and says so in the log).
+    """
+    if config is not None:
+        try:
+            import catalog
+
+            load = getattr(catalog, "load_default_catalog", None)
+            if load is not None:
+                loaded = load(config)
+                instruments = getattr(loaded, "instruments", loaded)
+                rows = instruments() if callable(instruments) else instruments
                 found = universe_from_catalog(rows, count, seed)
                 if found:
                     return found
-    except ImportError:
-        pass
+        except Exception as err:  # the simulator must start even when the catalog cannot
+            log.warning("sim: catalog unavailable (%s); using %d synthetic instruments", err, count)
     return synthetic_universe(count, seed)
