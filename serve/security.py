@@ -77,6 +77,10 @@ class UserDirectory:
     def __len__(self) -> int:
         return len(self._users)
 
+    def describe(self) -> list[dict[str, str]]:
+        """Usernames and roles (never hashes)."""
+        return [{"username": u.username, "role": u.role.value} for u in self._users.values()]
+
     def get(self, username: str) -> User | None:
         entry = self._users.get(username)
         return User(entry.username, entry.role) if entry else None

@@ -1,0 +1,81 @@
+"""The terminal as a Ray Serve application: `build_app(config)` for tests, `run(config)` for the supervisor.
+
+Each replica loads the catalog, finds the actors by name, follows the hub once for all of its
+clients, and serves the FastAPI app from `serve.api`. Replicas autoscale on ongoing requests, and
+an open WebSocket counts as one, so connections spread the load.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from cluster.config import Secrets, ShardlineConfig, parse_config
+from serve.api import create_api
+from serve.hub import connect_feed, get_or_create_hub_actor
+from serve.service import ActorDirectory, CatalogLookup, TerminalService
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "terminal"
+# Long-lived WebSockets each hold a request slot for their whole life; Serve's default of 5 would
+# cap a replica at five open terminals.
+MAX_ONGOING_REQUESTS = 1000
+
+
+@serve.deployment(
+    name="terminal", ray_actor_options={"num_cpus": 0}, max_ongoing_requests=MAX_ONGOING_REQUESTS
+)
+@serve.ingress()
+class TerminalIngress:
+    """One terminal replica; the ASGI app is built after construction, on the replica."""
+
+    def __init__(self, config_data: dict[str, Any], jwt_secret: str, redis_url: str | None) -> None:
+        self._config = parse_config(config_data, "terminal deployment")
+        self._jwt_secret = jwt_secret
+        self._redis_url = redis_url
+        try:
+            catalog: CatalogLookup | None = CatalogLookup.load(self._config)
+        except Exception:  # the replica still serves login, health and account routes
+            logger.exception("instrument catalog failed to load; instrument routes will answer 503")
+            catalog = None
+        self._service = TerminalService(self._config, catalog, ActorDirectory())
+
+    def __serve_build_asgi_app__(self) -> Any:
+        return create_api(self._config, self._service, self._jwt_secret, connect_feed(self._redis_url))
+
+
+def build_app(config: ShardlineConfig, env: Secrets | None = None) -> Application:
+    """The terminal application, bound to `config`; the JWT secret is fixed here, once for all replicas."""
+    env = env or Secrets()
+    jwt_secret = env.shardline_jwt_secret.get_secret_value() if env.shardline_jwt_secret else None
+    if not jwt_secret:
+        jwt_secret = secrets.token_urlsafe(48)
+        logger.warning("SHARDLINE_JWT_SECRET is not set: a random one is used and sessions end on restart")
+    scaling = config.serve.autoscaling
+    deployment = TerminalIngress.options(  # type: ignore[attr-defined]
+        autoscaling_config={
+            "min_replicas": scaling.min_replicas,
+            "max_replicas": scaling.max_replicas,
+            "target_ongoing_requests": scaling.target_ongoing_requests,
+        },
+    )
+    return deployment.bind(config.model_dump(mode="json"), jwt_secret, env.redis_url)
+
+
+def run(config: ShardlineConfig, env: Secrets | None = None, blocking: bool = False) -> None:
+    """Start Serve's HTTP proxy on the configured address and deploy the terminal (Ray must be up)."""
+    env = env or Secrets()
+    if not env.redis_url:
+        get_or_create_hub_actor()
+    serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
+    serve.run(build_app(config, env), name=APP_NAME, route_prefix="/", blocking=blocking)
+    logger.info("terminal at http://%s:%d", config.serve.host, config.serve.port)
+
+
+def shutdown() -> None:
+    serve.delete(APP_NAME)

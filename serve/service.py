@@ -1,0 +1,596 @@
+"""The one object behind every route: all calls to the actors and the catalog go through here.
+
+Routes stay two lines (parse, call the service); the service turns API input (rupees, lots of
+checks) into the actors' contracts (paise, `OrderRequest`) and their answers back into API shapes.
+When an actor's API shifts, this file is the only one that changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from actors.orders import OrderRequest, OrderType, Product, Side
+from cluster.config import ShardlineConfig
+from serve.candles import Candle
+from serve.channels import CANDLE_INTERVALS
+from serve.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable, TerminalError, UpstreamFailed
+from serve.present import present
+from serve.prices import PriceError, rupees_to_minor
+
+if TYPE_CHECKING:
+    from serve import schemas
+    from serve.security import User
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "shardline"
+EXECUTION = "execution"
+PORTFOLIO = "portfolio"
+ROUTER = "router"
+SUPERVISOR = "supervisor"
+
+MANUAL_BOOK = "manual"
+SEARCH_LIMIT_MAX = 100
+
+
+class ActorDirectory:
+    """Named actors in the ``shardline`` namespace, looked up lazily and forgotten when they die.
+
+    Errors come back as the terminal's own: a missing or dead actor is `ServiceUnavailable`, a
+    `KeyError` raised inside an actor is `NotFound`, a `ValueError` is `InvalidRequest`.
+    """
+
+    def __init__(self, namespace: str = NAMESPACE, timeout_s: float = 10.0) -> None:
+        self._namespace = namespace
+        self._timeout_s = timeout_s
+        self._handles: dict[str, Any] = {}
+
+    def _lookup(self, name: str) -> Any:
+        import ray
+
+        try:
+            return ray.get_actor(name, namespace=self._namespace)
+        except ValueError:
+            raise ServiceUnavailable(f"the {name} actor is not running") from None
+
+    async def handle(self, name: str) -> Any:
+        handle = self._handles.get(name)
+        if handle is None:
+            # get_actor is a blocking round trip to the GCS: keep it off the event loop.
+            handle = self._handles[name] = await asyncio.to_thread(self._lookup, name)
+        return handle
+
+    async def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
+
+        handle = await self.handle(name)
+        try:
+            remote = getattr(handle, method)
+        except AttributeError:
+            raise ServiceUnavailable(f"the {name} actor has no {method}()") from None
+        try:
+            return await asyncio.wait_for(remote.remote(*args, **kwargs), self._timeout_s)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                f"the {name} actor did not answer {method}() in {self._timeout_s:g}s"
+            ) from None
+        except (ActorDiedError, ActorUnavailableError, RayActorError):
+            self._handles.pop(name, None)
+            raise ServiceUnavailable(f"the {name} actor is not available; try again") from None
+        except RayTaskError as err:
+            raise translate_actor_error(name, method, err.cause if err.cause is not None else err) from None
+
+    async def alive(self, name: str) -> bool:
+        try:
+            await self.handle(name)
+        except ServiceUnavailable:
+            return False
+        return True
+
+
+def translate_actor_error(actor: str, method: str, cause: BaseException) -> TerminalError:
+    """An exception raised inside an actor, as the terminal error a client can act on."""
+    if isinstance(cause, TerminalError):
+        return cause
+    message = str(cause.args[0]) if isinstance(cause, KeyError) and cause.args else str(cause)
+    if isinstance(cause, KeyError | LookupError):
+        return NotFound(message or f"{actor}: not found")
+    if isinstance(cause, PermissionError):
+        return Conflict(message)
+    if isinstance(cause, ValueError):
+        return InvalidRequest(message)
+    logger.warning("%s.%s() failed: %r", actor, method, cause)
+    return UpstreamFailed(f"{actor}.{method}() failed: {message or type(cause).__name__}")
+
+
+@dataclass(frozen=True)
+class InstrumentView:
+    """What the service needs of a catalog instrument (the catalog's own type is richer)."""
+
+    key: str
+    iid: int
+    symbol: str
+    name: str
+    exchange: str
+    token: str
+    instrument_type: str
+    lot_size: int
+    tick_size: int  # minor units
+    price_scale: int
+    expiry: str | None = None
+    strike: int | None = None
+    option_type: str | None = None
+
+
+def instrument_view(instrument: Any) -> InstrumentView:
+    expiry = getattr(instrument, "expiry", None)
+    return InstrumentView(
+        key=instrument.key,
+        iid=int(instrument.iid),
+        symbol=instrument.symbol,
+        name=instrument.name,
+        exchange=instrument.exchange,
+        token=instrument.token,
+        instrument_type=instrument.instrument_type,
+        lot_size=int(instrument.lot_size),
+        tick_size=int(instrument.tick_size),
+        price_scale=int(instrument.price_scale),
+        expiry=expiry.isoformat() if expiry is not None else None,
+        strike=instrument.strike,
+        option_type=instrument.option_type,
+    )
+
+
+def instrument_body(view: InstrumentView) -> dict[str, Any]:
+    def rupees(minor: int) -> str:
+        return str(Decimal(minor).scaleb(-len(str(view.price_scale)) + 1))
+
+    return {
+        "key": view.key,
+        "symbol": view.symbol,
+        "name": view.name,
+        "exchange": view.exchange,
+        "token": view.token,
+        "instrument_type": view.instrument_type,
+        "lot_size": view.lot_size,
+        "tick_size": rupees(view.tick_size),
+        "expiry": view.expiry,
+        "strike": rupees(view.strike) if view.strike is not None else None,
+        "option_type": view.option_type,
+    }
+
+
+class CatalogLookup:
+    """The instrument catalog as the terminal uses it; loaded once per replica."""
+
+    def __init__(self, catalog: Any) -> None:
+        self._catalog = catalog
+        self._by_iid: dict[int, InstrumentView] = {}
+
+    @classmethod
+    def load(cls, config: ShardlineConfig) -> CatalogLookup:
+        from catalog import load_default_catalog  # type: ignore[attr-defined]
+
+        return cls(load_default_catalog(config))
+
+    def get(self, key: str) -> InstrumentView:
+        try:
+            instrument = self._catalog.get(key)
+        except (KeyError, ValueError):
+            instrument = None
+        if instrument is None:
+            raise NotFound(f"no instrument {key!r} in today's catalog")
+        return instrument_view(instrument)
+
+    def by_iid(self, iid: int) -> InstrumentView | None:
+        view = self._by_iid.get(iid)
+        if view is None:
+            try:
+                instrument = self._catalog.by_iid(iid)
+            except (KeyError, IndexError, ValueError):
+                return None
+            if instrument is None:
+                return None
+            view = self._by_iid[iid] = instrument_view(instrument)
+        return view
+
+    def search(self, query: str, limit: int, exchange: str | None = None) -> list[InstrumentView]:
+        found = self._catalog.search(query, limit=limit if exchange is None else limit * 4)
+        views = [instrument_view(i) for i in found]
+        if exchange:
+            views = [v for v in views if v.exchange == exchange]
+        return views[:limit]
+
+    def option_chain(self, underlying: str, expiry: str | None) -> dict[str, Any]:
+        return self._catalog.option_chain(underlying, expiry)
+
+
+def to_minor(amount: Decimal | None, view: InstrumentView, field: str, *, tick: bool = True) -> int:
+    """Rupees to the instrument's minor unit, refusing off-tick prices; None is 0."""
+    if amount is None:
+        return 0
+    try:
+        minor = rupees_to_minor(amount, view.price_scale)
+    except PriceError as err:
+        raise InvalidRequest(f"{field}: {err}", field) from None
+    if tick and view.tick_size > 0 and minor % view.tick_size:
+        step = Decimal(view.tick_size).scaleb(-len(str(view.price_scale)) + 1)
+        raise InvalidRequest(f"{field}: {amount} is not a multiple of the tick size {step}", field)
+    return minor
+
+
+def check_lots(quantity: int, view: InstrumentView, field: str = "quantity") -> None:
+    if view.lot_size > 1 and quantity % view.lot_size:
+        raise InvalidRequest(
+            f"{field}: {quantity} is not a multiple of the lot size {view.lot_size} of {view.symbol}", field
+        )
+
+
+def new_client_order_id() -> str:
+    # Short enough for Angel's 20-character order tag, unique without coordination.
+    return "t" + uuid.uuid4().hex[:19]
+
+
+class TerminalService:
+    """Everything the terminal can do, as coroutines returning API-shaped (rupee) data.
+
+    Parameters
+    ----------
+    config
+        The validated configuration.
+    catalog
+        Instrument lookups; None while the catalog cannot be loaded (instrument routes then 503).
+    actors
+        Where the named actors are found.
+    clock
+        Wall time in seconds, passed in for tests.
+    """
+
+    def __init__(
+        self,
+        config: ShardlineConfig,
+        catalog: CatalogLookup | None,
+        actors: ActorDirectory,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self._catalog = catalog
+        self.actors = actors
+        self._clock = clock
+
+    # Instruments and market data ------------------------------------------------------------------
+
+    @property
+    def catalog(self) -> CatalogLookup:
+        if self._catalog is None:
+            raise ServiceUnavailable("the instrument catalog is not loaded")
+        return self._catalog
+
+    def instrument(self, key: str) -> dict[str, Any]:
+        return instrument_body(self.catalog.get(key))
+
+    def search_instruments(self, query: str, limit: int, exchange: str | None = None) -> list[dict[str, Any]]:
+        limit = max(1, min(limit, SEARCH_LIMIT_MAX))
+        return [instrument_body(v) for v in self.catalog.search(query, limit, exchange)]
+
+    def option_chain(self, underlying: str, expiry: str | None) -> dict[str, Any]:
+        chain = self.catalog.option_chain(underlying, expiry)
+        if chain is None:
+            raise NotFound(f"no options on {underlying!r}" + (f" expiring {expiry}" if expiry else ""))
+        return present(chain)
+
+    def price_scale(self, key: str) -> int:
+        try:
+            return self.catalog.get(key).price_scale
+        except (NotFound, ServiceUnavailable):
+            return 100
+
+    async def quotes(self, keys: Iterable[str]) -> list[dict[str, Any]]:
+        views = [self.catalog.get(key) for key in keys]
+        rows = await self.actors.call(ROUTER, "latest_quotes", [v.iid for v in views])
+        by_iid = {v.iid: v for v in views}
+        return [quote_body(by_iid[int(row["iid"])], row) for row in rows if int(row["iid"]) in by_iid]
+
+    async def depth(self, key: str) -> dict[str, Any]:
+        view = self.catalog.get(key)
+        result = await self.actors.call(ROUTER, "depth", view.iid)
+        if result is None:
+            raise NotFound(f"no depth for {key} yet")
+        return depth_body(view, result)
+
+    async def candles(self, key: str, interval: str, start_s: int, end_s: int) -> list[dict[str, Any]]:
+        view = self.catalog.get(key)
+        if interval not in CANDLE_INTERVALS:
+            raise InvalidRequest(f"interval: one of {', '.join(CANDLE_INTERVALS)}", "interval")
+        if end_s <= start_s:
+            raise InvalidRequest("to: must be after from", "to")
+        rows = await self.actors.call(EXECUTION, "candles", key, interval, start_s, end_s)
+        return [
+            candle_body(Candle(**row) if isinstance(row, dict) else row, view.price_scale) for row in rows
+        ]
+
+    # Orders -----------------------------------------------------------------------------------------
+
+    def order_request(self, user: User, body: schemas.PlaceOrderRequest) -> OrderRequest:
+        view = self.catalog.get(body.instrument)
+        check_lots(body.quantity, view)
+        return OrderRequest(
+            client_order_id=body.client_order_id or new_client_order_id(),
+            book=body.book,
+            instrument=view.key,
+            side=body.side,
+            quantity=body.quantity,
+            order_type=body.order_type,
+            product=body.product,
+            validity=body.validity,
+            price=to_minor(body.price, view, "price"),
+            trigger_price=to_minor(body.trigger_price, view, "trigger_price"),
+            tag=body.tag or f"ui-{user.username}"[:20],
+        )
+
+    async def place_order(self, user: User, body: schemas.PlaceOrderRequest) -> dict[str, Any]:
+        request = self.order_request(user, body)
+        update = await self.actors.call(EXECUTION, "submit", request)
+        return self._order_body(update)
+
+    async def modify_order(
+        self, user: User, client_order_id: str, body: schemas.ModifyOrderRequest
+    ) -> dict[str, Any]:
+        current = await self.order(client_order_id)
+        view = self.catalog.get(current["instrument"])
+        if body.quantity is not None:
+            check_lots(body.quantity, view)
+        update = await self.actors.call(
+            EXECUTION,
+            "modify",
+            client_order_id,
+            quantity=body.quantity,
+            price=to_minor(body.price, view, "price") if body.price is not None else None,
+            trigger_price=(
+                to_minor(body.trigger_price, view, "trigger_price")
+                if body.trigger_price is not None
+                else None
+            ),
+        )
+        return self._order_body(update)
+
+    async def cancel_order(self, user: User, client_order_id: str) -> dict[str, Any]:
+        update = await self.actors.call(EXECUTION, "cancel", client_order_id)
+        return self._order_body(update)
+
+    async def orders(self, book: str | None = None) -> list[dict[str, Any]]:
+        rows = await self.actors.call(EXECUTION, "orders", book)
+        return [self._order_body(row) for row in rows]
+
+    async def order(self, client_order_id: str) -> dict[str, Any]:
+        row = await self.actors.call(EXECUTION, "order", client_order_id)
+        if row is None:
+            raise NotFound(f"no order {client_order_id!r}")
+        return self._order_body(row)
+
+    def _order_body(self, update: Any) -> dict[str, Any]:
+        if update is None:
+            raise UpstreamFailed("the execution actor returned no order state")
+        data = present(update, self.price_scale(getattr(update, "instrument", None) or update["instrument"]))
+        return data
+
+    async def margin(self, body: schemas.MarginRequest) -> dict[str, Any]:
+        view = self.catalog.get(body.instrument)
+        check_lots(body.quantity, view)
+        price = to_minor(body.price, view, "price") if body.price is not None else 0
+        if not price:
+            quotes = await self.actors.call(ROUTER, "latest_quotes", [view.iid])
+            price = int(quotes[0]["ltp"]) if len(quotes) else 0
+            if not price:
+                raise InvalidRequest("price: no last price yet; give a price", "price")
+        result = await self.actors.call(
+            PORTFOLIO, "margin_required", view.key, body.side, body.quantity, body.product, price
+        )
+        return present(result, view.price_scale)
+
+    # Portfolio ------------------------------------------------------------------------------------
+
+    async def trades(self, book: str | None = None) -> list[dict[str, Any]]:
+        return present(await self.actors.call(PORTFOLIO, "trades", book))
+
+    async def positions(self, book: str | None = None) -> list[dict[str, Any]]:
+        return present(await self.actors.call(PORTFOLIO, "positions", book))
+
+    async def portfolio_summary(self) -> dict[str, Any]:
+        return present(await self.actors.call(PORTFOLIO, "summary"))
+
+    async def square_off(self, user: User, book: str, instrument: str) -> Any:
+        self.catalog.get(instrument)
+        return present(await self.actors.call(PORTFOLIO, "square_off", book, instrument))
+
+    async def flatten(self, user: User, book: str) -> Any:
+        return present(await self.actors.call(PORTFOLIO, "flatten", book))
+
+    # GTT and brackets ------------------------------------------------------------------------------
+
+    async def gtt_list(self, book: str | None = None) -> list[dict[str, Any]]:
+        return present(await self.actors.call(PORTFOLIO, "gtt_list", book))
+
+    async def gtt_create(self, user: User, body: schemas.GttCreateRequest) -> dict[str, Any]:
+        view = self.catalog.get(body.instrument)
+        check_lots(body.quantity, view)
+        legs = [(to_minor(body.trigger_price, view, "trigger_price"), to_minor(body.price, view, "price"))]
+        if body.other_leg is not None:
+            legs.append(
+                (
+                    to_minor(body.other_leg.trigger_price, view, "other_leg.trigger_price"),
+                    to_minor(body.other_leg.price, view, "other_leg.price"),
+                )
+            )
+        result = await self.actors.call(
+            PORTFOLIO, "gtt_create", body.book, view.key, body.side, body.quantity, body.product, legs
+        )
+        return present(result, view.price_scale)
+
+    async def gtt_modify(self, user: User, gtt_id: str, body: schemas.GttModifyRequest) -> dict[str, Any]:
+        rule = await self._find(await self.gtt_list(None), "gtt_id", gtt_id, "GTT rule")
+        view = self.catalog.get(rule["instrument"])
+        if body.quantity is not None:
+            check_lots(body.quantity, view)
+        legs = None
+        if body.trigger_price is not None or body.price is not None or body.other_leg is not None:
+            if body.trigger_price is None or body.price is None:
+                raise InvalidRequest(
+                    "trigger_price: give both trigger_price and price to move a leg", "trigger_price"
+                )
+            legs = [
+                (to_minor(body.trigger_price, view, "trigger_price"), to_minor(body.price, view, "price"))
+            ]
+            if body.other_leg is not None:
+                legs.append(
+                    (
+                        to_minor(body.other_leg.trigger_price, view, "other_leg.trigger_price"),
+                        to_minor(body.other_leg.price, view, "other_leg.price"),
+                    )
+                )
+        result = await self.actors.call(PORTFOLIO, "gtt_modify", gtt_id, quantity=body.quantity, legs=legs)
+        return present(result, view.price_scale)
+
+    async def gtt_cancel(self, user: User, gtt_id: str) -> Any:
+        return present(await self.actors.call(PORTFOLIO, "gtt_cancel", gtt_id))
+
+    async def bracket_list(self, book: str | None = None) -> list[dict[str, Any]]:
+        return present(await self.actors.call(PORTFOLIO, "bracket_list", book))
+
+    async def bracket_place(self, user: User, body: schemas.BracketRequest) -> dict[str, Any]:
+        view = self.catalog.get(body.instrument)
+        check_lots(body.quantity, view)
+        result = await self.actors.call(
+            PORTFOLIO,
+            "bracket_place",
+            book=body.book,
+            instrument=view.key,
+            side=body.side,
+            quantity=body.quantity,
+            product=body.product,
+            entry_type=body.entry_type,
+            entry_price=to_minor(body.price, view, "price"),
+            stop_loss=to_minor(body.stop_loss, view, "stop_loss"),
+            target=to_minor(body.target, view, "target"),
+            trailing_stop=to_minor(body.trailing_stop, view, "trailing_stop"),
+        )
+        return present(result, view.price_scale)
+
+    async def bracket_modify(
+        self, user: User, bracket_id: str, body: schemas.BracketModifyRequest
+    ) -> dict[str, Any]:
+        bracket = await self._find(await self.bracket_list(None), "bracket_id", bracket_id, "bracket")
+        view = self.catalog.get(bracket["instrument"])
+        result = await self.actors.call(
+            PORTFOLIO,
+            "bracket_modify",
+            bracket_id,
+            stop_loss=to_minor(body.stop_loss, view, "stop_loss") if body.stop_loss is not None else None,
+            target=to_minor(body.target, view, "target") if body.target is not None else None,
+            trailing_stop=(
+                to_minor(body.trailing_stop, view, "trailing_stop")
+                if body.trailing_stop is not None
+                else None
+            ),
+        )
+        return present(result, view.price_scale)
+
+    async def bracket_cancel(self, user: User, bracket_id: str) -> Any:
+        return present(await self.actors.call(PORTFOLIO, "bracket_cancel", bracket_id))
+
+    @staticmethod
+    async def _find(rows: list[dict[str, Any]], field: str, ident: str, what: str) -> dict[str, Any]:
+        for row in rows:
+            if row.get(field) == ident:
+                return row
+        raise NotFound(f"no {what} {ident!r}")
+
+    # Deployments --------------------------------------------------------------------------------
+
+    async def deployments(self) -> list[dict[str, Any]]:
+        return present(await self.actors.call(SUPERVISOR, "deployments"))
+
+    async def deployment_start(self, user: User, name: str) -> Any:
+        return present(await self.actors.call(SUPERVISOR, "start_deployment", name))
+
+    async def deployment_stop(self, user: User, name: str) -> Any:
+        return present(await self.actors.call(SUPERVISOR, "stop_deployment", name))
+
+    async def deployment_scale(self, user: User, name: str, shards: int) -> Any:
+        return present(await self.actors.call(SUPERVISOR, "scale_deployment", name, shards))
+
+    async def deployment_swap(self, user: User, name: str, strategy: str, config: dict[str, Any]) -> Any:
+        return present(await self.actors.call(SUPERVISOR, "swap_deployment", name, strategy, config))
+
+    async def deployment_logs(self, name: str, lines: int) -> list[str]:
+        return list(await self.actors.call(SUPERVISOR, "deployment_logs", name, lines))
+
+    # Risk -----------------------------------------------------------------------------------------
+
+    async def risk_state(self) -> dict[str, Any]:
+        return present(await self.actors.call(EXECUTION, "risk_state"))
+
+    async def kill_switch(self, user: User, book: str | None, engaged: bool) -> dict[str, Any]:
+        logger.warning(
+            "kill switch %s for %s by %s", "ENGAGED" if engaged else "released", book or "all books", user
+        )
+        await self.actors.call(EXECUTION, "kill_switch", book, engaged)
+        return await self.risk_state()
+
+    # Health ---------------------------------------------------------------------------------------
+
+    async def readiness(self) -> dict[str, Any]:
+        names = (EXECUTION, PORTFOLIO, ROUTER)
+        alive = await asyncio.gather(*(self.actors.alive(n) for n in names))
+        checks = {name: ok for name, ok in zip(names, alive, strict=True)}
+        checks["catalog"] = self._catalog is not None
+        return {"ready": all(checks.values()), "checks": checks}
+
+    async def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in (EXECUTION, ROUTER):
+            try:
+                out[name] = present(await self.actors.call(name, "stats"))
+            except TerminalError as err:
+                out[name] = {"error": str(err)}
+        return out
+
+
+def quote_body(view: InstrumentView, row: Any) -> dict[str, Any]:
+    """A quote in API shape from a router quote row (QUOTE_DTYPE record or mapping, paise)."""
+    names = row.dtype.names if hasattr(row, "dtype") else tuple(row)
+    data = {name: int(row[name]) for name in names if name != "iid"}
+    if "ts_exchange_ns" in data:
+        data["ts_ns"] = data.pop("ts_exchange_ns")
+    data = present(data, view.price_scale)
+    data["instrument"] = view.key
+    return data
+
+
+def depth_body(view: InstrumentView, depth: Any) -> dict[str, Any]:
+    data = present(depth, view.price_scale)
+    data["instrument"] = view.key
+    return data
+
+
+def candle_body(candle: Candle, scale: int) -> dict[str, Any]:
+    return present(candle.as_dict(), scale)
+
+
+__all__ = [
+    "MANUAL_BOOK",
+    "ActorDirectory",
+    "CatalogLookup",
+    "InstrumentView",
+    "OrderType",
+    "Product",
+    "Side",
+    "TerminalService",
+]
