@@ -367,13 +367,19 @@ class StrategyShard:
 
     # -- state (hot swap) -----------------------------------------------------------------------
 
-    def save_state(self, timeout_s: float = 10.0) -> dict[str, bytes]:
+    def save_state_future(self) -> concurrent.futures.Future[dict[str, bytes]]:
         """The strategy's `on_save` state, taken on the node's loop."""
-        return self._thread.call(self._strategy.save).result(timeout=timeout_s)
+        return self._thread.call(self._strategy.save)
+
+    def load_state_future(self, state: dict[str, bytes]) -> concurrent.futures.Future[None]:
+        """Give the strategy a saved state (`on_load`), on the node's loop."""
+        return self._thread.call(self._strategy.load, state)
+
+    def save_state(self, timeout_s: float = 10.0) -> dict[str, bytes]:
+        return self.save_state_future().result(timeout=timeout_s)
 
     def load_state(self, state: dict[str, bytes], timeout_s: float = 10.0) -> None:
-        """Give the strategy a saved state (`on_load`), on the node's loop."""
-        self._thread.call(self._strategy.load, state).result(timeout=timeout_s)
+        self.load_state_future(state).result(timeout=timeout_s)
 
     # -- introspection --------------------------------------------------------------------------
 
@@ -389,11 +395,16 @@ class StrategyShard:
     def keys_by_iid(self) -> dict[int, str]:
         return dict(self._keys_by_iid)
 
-    def stats(self, timeout_s: float = 10.0) -> dict[str, Any]:
+    def stats_future(self) -> concurrent.futures.Future[dict[str, Any]]:
         """Counters, latencies and positions, read on the node's loop (consistent with it)."""
         if not self._thread.is_alive:
-            return self._stats()
-        return self._thread.call(self._stats).result(timeout=timeout_s)
+            done: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+            done.set_result(self._stats())
+            return done
+        return self._thread.call(self._stats)
+
+    def stats(self, timeout_s: float = 10.0) -> dict[str, Any]:
+        return self.stats_future().result(timeout=timeout_s)
 
     def _stats(self) -> dict[str, Any]:
         c = self._counters

@@ -1,0 +1,193 @@
+"""A shard actor on a real local Ray: tick batches in, orders to an execution stand-in, fills back.
+
+The stand-ins are small Ray actors with the execution actor's and router's method names:
+`StandInExecution` acknowledges each order in its `submit` answer and pushes the fill to the
+shard registered for the book, as the real execution actor does; `StandInRouter` keeps the
+handles shards register.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import ray
+
+from actors.orders import Fill, OrderRequest, OrderStatus, OrderUpdate
+from actors.shard.actor import start_shard_actor
+from actors.shard.baseline import random_walk_ticks
+from actors.shard.shard import ShardSpec
+from actors.shard.universe import ShardInstrument
+
+INSTRUMENTS = tuple(ShardInstrument.equity(i, f"S{i}-EQ", str(2000 + i), lot_size=10) for i in range(4))
+FILL_PRICE = 100_025  # paise
+
+
+@ray.remote
+class StandInExecution:
+    def __init__(self) -> None:
+        self.requests: list[OrderRequest] = []
+        self.books: list[tuple[str, str]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def register_book(self, book: str, actor_name: str) -> None:
+        self.books.append((book, actor_name))
+
+    async def submit(self, order: OrderRequest) -> OrderUpdate:
+        self.requests.append(order)
+        venue_id = f"V{len(self.requests)}"
+        task = asyncio.get_running_loop().create_task(self._fill_later(order, venue_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return OrderUpdate(
+            client_order_id=order.client_order_id,
+            venue_order_id=venue_id,
+            book=order.book,
+            instrument=order.instrument,
+            status=OrderStatus.OPEN,
+            ts_ns=time.time_ns(),
+        )
+
+    async def _fill_later(self, order: OrderRequest, venue_id: str) -> None:
+        actor_name = dict(self.books)[order.book]
+        shard = ray.get_actor(actor_name, namespace="shardline")
+        fill = Fill(
+            client_order_id=order.client_order_id,
+            venue_order_id=venue_id,
+            trade_id=f"T{venue_id}",
+            book=order.book,
+            instrument=order.instrument,
+            side=order.side,
+            quantity=order.quantity,
+            price=FILL_PRICE,
+            product=order.product,
+            ts_ns=time.time_ns(),
+            commission=2_000,
+        )
+        await shard.on_order_update.remote(
+            OrderUpdate(
+                client_order_id=order.client_order_id,
+                venue_order_id=venue_id,
+                book=order.book,
+                instrument=order.instrument,
+                status=OrderStatus.FILLED,
+                filled_quantity=order.quantity,
+                avg_price=FILL_PRICE,
+                ts_ns=fill.ts_ns,
+                fill=fill,
+            )
+        )
+
+    async def cancel(self, client_order_id: str) -> None:
+        return None
+
+    async def seen(self) -> tuple[list[OrderRequest], list[tuple[str, str]]]:
+        return self.requests, self.books
+
+
+@ray.remote
+class StandInRouter:
+    def __init__(self) -> None:
+        self.shards: dict[tuple[str, int], Any] = {}
+
+    def register_shard(self, deployment: str, index: int, handle: Any) -> None:
+        self.shards[(deployment, index)] = handle
+
+    def shard(self, deployment: str, index: int) -> Any:
+        return self.shards.get((deployment, index))
+
+    def registrations(self) -> list[tuple[str, int]]:
+        return sorted(self.shards)
+
+
+@pytest.fixture
+def stand_ins(ray_session: Any) -> Iterator[tuple[Any, Any]]:
+    execution = StandInExecution.options(name="execution", namespace="shardline").remote()
+    router = StandInRouter.options(name="router", namespace="shardline").remote()
+    yield execution, router
+    ray.kill(execution)
+    ray.kill(router)
+
+
+def batches(count: int, size: int, seed: int = 4) -> list[np.ndarray]:
+    now = time.time_ns()
+    ticks = random_walk_ticks(INSTRUMENTS, count, seed=seed, start_ns=now - count * 1_000, step_ns=1_000)
+    return [ticks[k : k + size] for k in range(0, count, size)]
+
+
+def test_shard_actor_trades_with_the_execution_actor(
+    stand_ins: tuple[Any, Any], wait_until: Callable[..., Any]
+) -> None:
+    execution, router = stand_ins
+    spec = ShardSpec(
+        deployment="ema-test",
+        strategy="actors.shard.strategies.ema_cross:EMACross",
+        config={"fast_period": 5, "slow_period": 20, "trade_size": 1},
+        instruments=INSTRUMENTS,
+        index=1,
+        count=2,
+    )
+    shard = start_shard_actor(spec)
+    try:
+        assert ray.get(shard.ready.remote(), timeout=60) == "running"
+        # the shard announced itself: its book to execution, its handle to the router
+        _, books = ray.get(execution.seen.remote())
+        assert books == [("ema-test", "shard-ema-test-1")]
+        assert ray.get(router.registrations.remote()) == [("ema-test", 1)]
+        via_router = ray.get(router.shard.remote("ema-test", 1))
+
+        sent = 0
+        for batch in batches(8_000, 400):
+            sent += ray.get(via_router.on_ticks.remote(batch), timeout=30)
+        assert sent == 8_000
+        ray.get(shard.drain.remote(), timeout=30)
+
+        def settled() -> dict[str, Any] | None:
+            stats = ray.get(shard.stats.remote())
+            return stats if stats["orders_sent"] > 0 and stats["fills"] == stats["orders_sent"] else None
+
+        stats = wait_until(settled, timeout_s=30, what="every order filled")
+        assert stats["state"] == "running"
+        assert stats["rows_handled"] == 8_000
+        assert stats["latency_recv_to_strategy"]["samples"] == 8_000
+        requests, _ = ray.get(execution.seen.remote())
+        assert len(requests) == stats["orders_sent"]
+        assert {r.book for r in requests} == {"ema-test"}
+        assert {r.tag for r in requests} == {"EMACross-001"}
+        assert {r.instrument for r in requests} <= {i.key for i in INSTRUMENTS}
+        assert all(r.quantity == 10 for r in requests)  # one lot of 10
+        # fills became positions: long one lot, or flat
+        assert stats["positions"], "a filled buy opens a position"
+        assert set(stats["positions"].values()) <= {"10"}
+    finally:
+        ray.kill(shard, no_restart=True)
+
+
+def test_restarted_shard_announces_itself_again(
+    stand_ins: tuple[Any, Any], wait_until: Callable[..., Any]
+) -> None:
+    execution, _ = stand_ins
+    spec = ShardSpec(
+        deployment="rsi-test",
+        strategy="actors.shard.strategies.rsi_breakout:RSIBreakout",
+        config={"period": 10},
+        instruments=INSTRUMENTS,
+    )
+    shard = start_shard_actor(spec)
+    try:
+        assert ray.get(shard.ready.remote(), timeout=60) == "running"
+        ray.kill(shard, no_restart=False)  # a crash: Ray runs the constructor again
+
+        def registered_twice() -> bool:
+            _, books = ray.get(execution.seen.remote())
+            return books.count(("rsi-test", "shard-rsi-test-0")) == 2
+
+        wait_until(registered_twice, timeout_s=60, what="the restarted shard to register again")
+        assert ray.get(shard.ready.remote(), timeout=60) == "running"
+        assert ray.get(shard.on_ticks.remote(batches(200, 200)[0]), timeout=30) == 200
+    finally:
+        ray.kill(shard, no_restart=True)
