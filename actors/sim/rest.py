@@ -136,7 +136,7 @@ class SmartApiRest:
                 return web.json_response(error_envelope(err.code, err.message), status=status)
             except AngelApiError as err:
                 return web.json_response(error_envelope(err.code, err.message))
-            return web.json_response(data if isinstance(data, dict) and "status" in data else envelope(data))
+            return web.json_response(envelope(data))
 
         return endpoint
 
@@ -201,7 +201,7 @@ class SmartApiRest:
     def _logout(self, _: dict[str, Any], session: Session | None) -> Any:
         assert session is not None
         self.sessions.logout(session)
-        return envelope("", "SUCCESS")
+        return ""
 
     # ------------------------------------------------------------------------------- orders
 
