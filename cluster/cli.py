@@ -25,6 +25,7 @@ app.add_typer(bench_app, name="bench")
 COMMAND_MODULES = [
     "catalog.cli",
     "actors.sim.cli",
+    "actors.shard.cli",
 ]
 
 

@@ -11,9 +11,11 @@ of wall time. `random_walk_ticks` makes a reproducible tick sequence for either.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -103,6 +105,7 @@ class BaselineResult:
     ticks_per_s: float
     orders: int
     filled: int
+    latency_us: dict[str, float] = field(default_factory=dict)  # hand-over to strategy, bare shard only
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -244,3 +247,61 @@ class InstantFillGateway:
         trigger_price: int | None = None,
     ) -> OrderUpdate | None:
         return None
+
+
+def run_bare_shard(
+    strategy: str,
+    config: dict[str, Any],
+    instruments: Sequence[ShardInstrument],
+    ticks: np.ndarray,
+    batch_size: int = 4096,
+    max_pending_batches: int = 4,
+    log_level: str = "ERROR",
+) -> BaselineResult:
+    """Run `strategy` in a `StrategyShard` (live TradingNode, own thread) fed in-process, no Ray.
+
+    Batches are handed over the way the Ray shell does: up to `max_pending_batches` in flight.
+    Timestamps are restamped to the hand-over time, so the shard's latency figures are real.
+    """
+    from actors.shard.shard import ShardSpec, StrategyShard  # the live node is only needed here
+
+    gateway = InstantFillGateway()
+    spec = ShardSpec(
+        deployment="baseline",
+        strategy=strategy,
+        config=config,
+        instruments=tuple(instruments),
+        log_level=log_level,
+    )
+    shard = StrategyShard(spec, gateway)
+    try:
+        keys = shard.keys_by_iid
+        pending: deque[concurrent.futures.Future[int]] = deque()
+        started = time.perf_counter()
+        for start in range(0, len(ticks), batch_size):
+            batch = ticks[start : start + batch_size].copy()
+            now = time.time_ns()
+            batch["ts_recv_ns"] = now
+            batch["ts_exchange_ns"] = now
+            gateway.mark_batch(keys, batch)
+            while len(pending) >= max_pending_batches:
+                pending.popleft().result(timeout=60)
+            pending.append(shard.submit_ticks(batch))
+        while pending:
+            pending.popleft().result(timeout=60)
+        seconds = time.perf_counter() - started
+        stats = shard.stats()
+    finally:
+        shard.stop()
+    handled = int(stats["ticks_handled"])
+    return BaselineResult(
+        engine="bare-shard",
+        strategy=strategy,
+        rows=len(ticks),
+        ticks=handled,
+        seconds=seconds,
+        ticks_per_s=handled / seconds if seconds > 0 else 0.0,
+        orders=int(stats["orders_sent"]),
+        filled=int(stats["fills"]),
+        latency_us=stats["latency_recv_to_strategy"],
+    )

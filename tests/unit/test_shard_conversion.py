@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -239,3 +240,54 @@ def test_wrong_dtype_is_refused_with_a_clear_error() -> None:
 def test_duplicate_iids_are_refused() -> None:
     with pytest.raises(ShardlineError, match="iid 0 appears twice"):
         TickConverter([SBIN, ShardInstrument.equity(0, "TCS-EQ", "11536")])
+
+
+@pytest.mark.parametrize(
+    ("fields", "ltp", "price"),
+    [
+        (
+            {
+                "exchange": "NSE",
+                "token": "3045",
+                "symbol": "SBIN-EQ",
+                "instrument_type": "EQ",
+                "tick_size": 5,
+            },
+            81_235,
+            "812.35",
+        ),
+        (
+            {
+                "exchange": "NFO",
+                "token": "61093",
+                "symbol": "NIFTY28JUL26FUT",
+                "instrument_type": "FUTIDX",
+                "tick_size": 10,
+                "lot_size": 65,
+            },
+            2_350_010,
+            "23500.10",
+        ),
+    ],
+)
+def test_catalog_instruments_convert_exactly(fields: dict[str, Any], ltp: int, price: str) -> None:
+    from datetime import date
+
+    from catalog.instrument import Instrument
+
+    values: dict[str, Any] = {
+        "iid": 5,
+        "name": fields["symbol"].split("-")[0],
+        "expiry": date(2026, 7, 28) if fields["exchange"] == "NFO" else None,
+        "strike": None,
+        "option_type": None,
+        "lot_size": 1,
+        "price_scale": 100,
+    }
+    values.update(fields)
+    entry = Instrument(**values)
+    inst = ShardInstrument.from_catalog(entry)
+    assert inst.key == f"{fields['exchange']}:{fields['token']}"
+    assert inst.instrument_id.value == entry.nautilus_id
+    (trade,) = converter(inst).convert(rows({"iid": 5, "mode": FeedMode.LTP, "ltp": ltp})).data
+    assert trade.price == Price.from_str(price)

@@ -1,0 +1,52 @@
+"""`shardline bench shard`: one strategy on synthetic ticks, on a bare backtest engine and a bare shard."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from actors.shard.baseline import random_walk_ticks, run_backtest, run_bare_shard
+from actors.shard.universe import ShardInstrument
+from actors.ticks import FeedMode
+
+SAMPLE = "actors.shard.strategies.ema_cross:EMACross"
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    @bench_app.command("shard")
+    def bench_shard(
+        ticks: Annotated[int, typer.Option(min=1, help="Ticks to feed.")] = 200_000,
+        instruments: Annotated[int, typer.Option(min=1, help="Synthetic NSE equities.")] = 40,
+        strategy: Annotated[str, typer.Option(help="module.path:ClassName")] = SAMPLE,
+        config: Annotated[
+            str, typer.Option(help="Strategy config as JSON.")
+        ] = '{"fast_period": 10, "slow_period": 30}',
+        batch: Annotated[int, typer.Option(min=1, help="Rows per batch handed to the shard.")] = 4096,
+        snap_quote: Annotated[bool, typer.Option(help="SNAP_QUOTE rows (trades and quotes).")] = False,
+        seed: int = 7,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = True,
+    ) -> None:
+        """Throughput of one strategy on a bare BacktestEngine and on a StrategyShard without Ray."""
+        try:
+            values = json.loads(config)
+        except json.JSONDecodeError as err:
+            raise typer.BadParameter(f"--config is not JSON: {err}") from None
+        universe = [ShardInstrument.equity(i, f"BENCH{i}-EQ", str(10_000 + i)) for i in range(instruments)]
+        mode = FeedMode.SNAP_QUOTE if snap_quote else FeedMode.QUOTE
+        data = random_walk_ticks(universe, ticks, seed=seed, mode=mode)
+        backtest, _ = run_backtest(strategy, values, universe, data)
+        shard = run_bare_shard(strategy, values, universe, data, batch_size=batch)
+        result = {
+            "bench": "shard",
+            "ticks": ticks,
+            "instruments": instruments,
+            "strategy": strategy,
+            "backtest": backtest.as_dict(),
+            "bare_shard": shard.as_dict(),
+            "bare_shard_vs_backtest": round(shard.ticks_per_s / backtest.ticks_per_s, 3)
+            if backtest.ticks_per_s
+            else None,
+        }
+        typer.echo(json.dumps(result, indent=None if as_json else 2))
