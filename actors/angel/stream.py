@@ -58,6 +58,12 @@ class StreamAuthError(Exception):
     """The server refused the socket's credentials (HTTP 401 at the handshake)."""
 
 
+def reconnect_delay(config: FeedConfig, failures: int) -> float:
+    """Exponential back-off with jitter: 0.5-1 × min(max, initial × 2^(failures-1))."""
+    ceiling = min(config.reconnect_max_s, config.reconnect_initial_s * 2 ** (failures - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
 def subscription_message(action: int, mode: FeedMode, keys: Iterable[str], correlation_id: str) -> str:
     """The JSON text that (un)subscribes `keys` ("EXCH:token") in `mode`."""
     by_type: dict[int, list[str]] = {}
@@ -77,7 +83,7 @@ def subscription_message(action: int, mode: FeedMode, keys: Iterable[str], corre
 
 
 class SubscriptionPlan:
-    """Which socket carries each (instrument, mode): balanced, within Angel's per-socket cap.
+    """Which socket carries each (instrument, mode), within Angel's per-socket cap.
 
     Parameters
     ----------
@@ -115,7 +121,8 @@ class SubscriptionPlan:
             )
         placed: dict[int, list[str]] = {}
         for key in new:
-            conn = min(range(self.connections), key=self._load.__getitem__)
+            # Fill the first socket with room: no more sockets open than the subscriptions need.
+            conn = next(i for i, load in enumerate(self._load) if load < self.per_connection)
             self._where[(key, mode)] = conn
             self._load[conn] += 1
             placed.setdefault(conn, []).append(key)
@@ -598,9 +605,7 @@ class SmartStreamClient:
         return await _WebsocketsLink.open(self.url, headers)
 
     def _backoff(self, failures: int) -> float:
-        """Exponential back-off with jitter: 0.5-1 × min(max, initial × 2^(failures-1))."""
-        ceiling = min(self.config.reconnect_max_s, self.config.reconnect_initial_s * 2 ** (failures - 1))
-        return ceiling * random.uniform(0.5, 1.0)
+        return reconnect_delay(self.config, failures)
 
     async def _serve(self, conn: _Connection) -> None:
         """Receive until the socket closes or stalls, with the heartbeat and watchdog beside it."""
@@ -612,7 +617,12 @@ class SmartStreamClient:
             asyncio.ensure_future(self._watch(conn, receiver)),
         ]
         try:
-            await receiver
+            # `wait`, not `await receiver`: the watchdog cancelling the receiver is a stall to
+            # recover from, not a cancellation of this task.
+            await asyncio.wait({receiver})
+            error = None if receiver.cancelled() else receiver.exception()
+            if error is not None:
+                raise error
         finally:
             for task in helpers:
                 task.cancel()
