@@ -325,7 +325,7 @@ class PreTradeRisk:
                 if away > Fraction(limits.price_band_pct):
                     return (
                         f"{name} {money(given, exchange)} is {float(away):.2f}% from the last price "
-                        f"{money(last, exchange)}; the {scope} band is ±{limits.price_band_pct}%"
+                        f"{money(last, exchange)}; the {scope} band is ±{limits.price_band_pct.normalize():f}%"
                     )
         price = order.price or order.trigger_price or last
         if not price:
