@@ -90,14 +90,18 @@ class InstrumentSequence(Sequence[Instrument]):
     def __getitem__(self, index: slice) -> list[Instrument]: ...
     def __getitem__(self, index: int | slice) -> Instrument | list[Instrument]:
         if isinstance(index, slice):
-            return [self._catalog.by_iid(i) for i in range(*index.indices(len(self)))]
+            start, stop, stride = index.indices(len(self))
+            if stride == 1:
+                return self._catalog.run(start, stop) if start < stop else []
+            return [self._catalog.by_iid(i) for i in range(start, stop, stride)]
         if index < 0:
             index += len(self)
         return self._catalog.by_iid(index)
 
     def __iter__(self) -> Iterator[Instrument]:
-        by_iid = self._catalog.by_iid
-        return (by_iid(i) for i in range(len(self)))
+        step = 4096  # made in column-wise runs, much cheaper than one by one
+        for start in range(0, len(self), step):
+            yield from self._catalog.run(start, min(start + step, len(self)))
 
 
 class InstrumentCatalog:
@@ -139,7 +143,8 @@ class InstrumentCatalog:
         self._kinds = frame.get_column("kind").to_numpy()
         self._expiry_days = frame.get_column("expiry").cast(pl.Int32).fill_null(-1).to_numpy()
         self._strikes = frame.get_column("strike").fill_null(-1).to_numpy()
-        self._option_types = frame.get_column("option_type").fill_null("").to_numpy()
+        option_types, self._option_type_codes = _codes(frame.get_column("option_type"))
+        self._option_types: list[str | None] = [t or None for t in option_types]
         self._lot_sizes = frame.get_column("lot_size").to_numpy()
         self._tick_sizes = frame.get_column("tick_size").to_numpy()
         self._price_scales = frame.get_column("price_scale").to_numpy()
@@ -263,27 +268,63 @@ class InstrumentCatalog:
         return found
 
     def _make(self, iid: int) -> Instrument:
-        key = self._keys[iid]  # raises IndexError past the end
+        key = self._keys[iid]  # IndexError past the end
         exchange, _, token = key.partition(":")
-        days = int(self._expiry_days[iid])
-        strike = int(self._strikes[iid])
-        option_type = str(self._option_types[iid])
+        days = self._expiry_days.item(iid)
+        strike = self._strikes.item(iid)
         instrument = Instrument(
-            iid=iid,
-            exchange=exchange,
-            token=token,
-            symbol=self._symbol_keys[iid][len(exchange) + 1 :],
-            name=self._names[self._name_codes[iid]],
-            instrument_type=self._types[self._type_codes[iid]],
-            expiry=None if days < 0 else self._date(days),
-            strike=None if strike < 0 else strike,
-            option_type=option_type or None,
-            lot_size=int(self._lot_sizes[iid]),
-            tick_size=int(self._tick_sizes[iid]),
-            price_scale=int(self._price_scales[iid]),
+            iid,
+            exchange,
+            token,
+            self._symbol_keys[iid][len(exchange) + 1 :],
+            self._names[self._name_codes.item(iid)],
+            self._types[self._type_codes.item(iid)],
+            None if days < 0 else self._date(days),
+            None if strike < 0 else strike,
+            self._option_types[self._option_type_codes.item(iid)],
+            self._lot_sizes.item(iid),
+            self._tick_sizes.item(iid),
+            self._price_scales.item(iid),
         )
         self._made[iid] = instrument
         return instrument
+
+    def _make_run(self, start: int, stop: int) -> None:
+        """Make the instruments with iids in [start, stop) that are not made yet, column-wise."""
+        names, types, option_types, date_of = self._names, self._types, self._option_types, self._date
+        columns = zip(
+            range(start, stop),
+            self._keys[start:stop],
+            self._symbol_keys[start:stop],
+            self._name_codes[start:stop].tolist(),
+            self._type_codes[start:stop].tolist(),
+            self._expiry_days[start:stop].tolist(),
+            self._strikes[start:stop].tolist(),
+            self._option_type_codes[start:stop].tolist(),
+            self._lot_sizes[start:stop].tolist(),
+            self._tick_sizes[start:stop].tolist(),
+            self._price_scales[start:stop].tolist(),
+            strict=True,
+        )
+        made = self._made
+        for iid, key, symbol_key, name, itype, days, strike, option_type, lot, tick, scale in columns:
+            if made[iid] is not None:
+                continue
+            exchange, _, token = key.partition(":")
+            made[iid] = Instrument(
+                iid,
+                exchange,
+                token,
+                symbol_key[len(exchange) + 1 :],
+                names[name],
+                types[itype],
+                None if days < 0 else date_of(days),
+                None if strike < 0 else strike,
+                option_types[option_type],
+                lot,
+                tick,
+                scale,
+            )
 
     def _date(self, days: int) -> date:
         day = self._dates.get(days)
@@ -291,9 +332,10 @@ class InstrumentCatalog:
             day = self._dates[days] = _EPOCH + timedelta(days=days)
         return day
 
-    def _run(self, start: int, stop: int) -> list[Instrument]:
-        by_iid = self.by_iid
-        return [by_iid(i) for i in range(start, stop)]
+    def run(self, start: int, stop: int) -> list[Instrument]:
+        """Instruments with iids in [start, stop)."""
+        self._make_run(start, stop)
+        return self._made[start:stop]  # type: ignore[return-value]  # all made just above
 
     # -- derivatives ----------------------------------------------------------------------------
 
@@ -358,7 +400,7 @@ class InstrumentCatalog:
         calls: dict[int, Instrument] = {}
         puts: dict[int, Instrument] = {}
         strikes: list[int] = []  # iids run by strike, so this comes out ascending
-        for option in self._run(*span):
+        for option in self.run(*span):
             strike = option.strike or 0
             if not strikes or strikes[-1] != strike:
                 strikes.append(strike)
@@ -368,11 +410,15 @@ class InstrumentCatalog:
         self._chain_cache[cache_key] = chain
         return chain
 
+    def chain_keys(self) -> list[tuple[str, str, date]]:
+        """(exchange, underlying, expiry) of every listed option chain."""
+        return list(self._chains)
+
     def futures(self, underlying: str, exchange: str | None = None) -> list[Instrument]:
         """Futures on `underlying`, nearest expiry first."""
         underlying = underlying.upper()
         span = self._futures.get((self._exchange_for(underlying, exchange), underlying))
-        return self._run(*span) if span else []
+        return self.run(*span) if span else []
 
     def spot(self, underlying: str) -> Instrument | None:
         """The cash instrument or index an underlying name refers to (NSE first), if listed."""
@@ -439,6 +485,7 @@ class InstrumentCatalog:
 
 def _codes(column: pl.Series) -> tuple[list[str], np.ndarray]:
     """Distinct values and, per row, the index of its value (names repeat across a chain)."""
+    column = column.fill_null("")
     distinct = column.unique(maintain_order=True)
     codes = column.replace_strict(distinct, pl.int_range(distinct.len(), eager=True), return_dtype=pl.Int32)
     return distinct.to_list(), codes.to_numpy()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import calendar
 import hashlib
 import math
+import os
 import random
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -688,7 +689,7 @@ def synthesize(count: int, seed: int, as_of: date | None = None) -> list[dict[st
 def write_scrip_master(rows: list[dict[str, str]], path: Path) -> None:
     """Write records as Angel's JSON array (or CSV when `path` ends in .csv), atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # unique per writer; renamed into place
     if path.suffix.lower() == ".csv":
         import polars as pl
 

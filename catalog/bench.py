@@ -1,0 +1,193 @@
+"""`shardline bench catalog`: load times, lookup latencies and memory over a synthetic master.
+
+The cold and the warm load each run in a fresh process (spawned), so that one does not warm
+the other's allocator and the memory figure is what a process that loads the catalog adds:
+RSS after loading and exercising every index, minus RSS before loading.
+
+Latencies are per call (`perf_counter_ns` around each one), over instruments and queries drawn
+with a fixed seed. Instruments are made on first touch, so the lookup figures include making
+them; option chains include their first build; search excludes only the one-off index build
+on the first query, which is reported separately as `search_index_build_s`.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import random
+import shutil
+import string
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from catalog.store import load_catalog
+from catalog.synth import synthesize, write_scrip_master
+
+_SAMPLES = 20_000
+_SEARCHES = 5_000
+_CHAIN_CALLS = 5_000
+_SEARCH_LIMIT = 20
+
+
+def _rss() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+def _percentile(values_ns: list[int], fraction: float) -> float:
+    ordered = sorted(values_ns)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] / 1_000  # µs
+
+
+def _search_queries(symbols: list[str], names: list[str], rng: random.Random) -> list[str]:
+    """A mix of what people type: whole symbols, prefixes, company names, fragments, misses."""
+    queries: list[str] = []
+    for _ in range(_SEARCHES):
+        symbol = rng.choice(symbols)
+        roll = rng.random()
+        if roll < 0.25:
+            queries.append(symbol.lower() if rng.random() < 0.5 else symbol)
+        elif roll < 0.5:
+            queries.append(symbol[: rng.randint(2, 6)].lower())
+        elif roll < 0.7:
+            queries.append(rng.choice(names).lower())
+        elif roll < 0.9:
+            width = rng.randint(3, 7)
+            start = rng.randint(0, max(0, len(symbol) - width))
+            queries.append(symbol[start : start + width].lower())
+        else:
+            queries.append("".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(3, 6))))
+    return queries
+
+
+def _cold(path: str, cache_dir: str) -> dict[str, Any]:
+    gc.collect()
+    before = _rss()
+    phases: dict[str, float] = {}
+    current_phase = [""]
+    since = [time.perf_counter()]
+
+    def on_phase(name: str) -> None:
+        now = time.perf_counter()
+        if current_phase[0]:
+            phases[current_phase[0]] = round(now - since[0], 4)
+        current_phase[0], since[0] = name, now
+
+    started = time.perf_counter()
+    catalog = load_catalog(Path(path), Path(cache_dir), on_phase)
+    elapsed = time.perf_counter() - started
+    on_phase("")
+    return {
+        "load_cold_s": round(elapsed, 4),
+        "cold_phases_s": phases,
+        "rss_cold_mb": round((_rss() - before) / 1e6, 1),
+        "instruments": len(catalog),
+        "skipped": catalog.report.skipped_total,
+    }
+
+
+def _warm(path: str, cache_dir: str, seed: int) -> dict[str, Any]:
+    gc.collect()
+    before = _rss()
+    started = time.perf_counter()
+    catalog = load_catalog(Path(path), Path(cache_dir))
+    load_warm_s = time.perf_counter() - started
+
+    rng = random.Random(seed)
+    frame = catalog.frame()
+    exchanges = frame.get_column("exchange").to_list()
+    tokens = frame.get_column("token").to_list()
+    symbols = frame.get_column("symbol").to_list()
+    names = frame.get_column("name").unique().to_list()
+    clock = time.perf_counter_ns
+
+    picks = [rng.randrange(len(catalog)) for _ in range(_SAMPLES)]
+    token_ns: list[int] = []
+    for i in picks:
+        exchange, token = exchanges[i], tokens[i]
+        t0 = clock()
+        catalog.resolve_token(exchange, token)
+        token_ns.append(clock() - t0)
+    picks = [rng.randrange(len(catalog)) for _ in range(_SAMPLES)]
+    symbol_ns: list[int] = []
+    for i in picks:
+        exchange, symbol = exchanges[i], symbols[i]
+        t0 = clock()
+        catalog.resolve_symbol(exchange, symbol)
+        symbol_ns.append(clock() - t0)
+
+    queries = _search_queries(symbols, names, rng)
+    t0 = clock()
+    catalog.search(queries[0], _SEARCH_LIMIT)
+    search_first_s = (clock() - t0) / 1e9
+    search_ns: list[int] = []
+    hits = 0
+    for query in queries:
+        t0 = clock()
+        found = catalog.search(query, _SEARCH_LIMIT)
+        search_ns.append(clock() - t0)
+        hits += bool(found)
+
+    chains = catalog.chain_keys()
+    chain_ns: list[int] = []
+    for _ in range(_CHAIN_CALLS):
+        exchange, underlying, expiry = rng.choice(chains)
+        t0 = clock()
+        catalog.option_chain(underlying, expiry, exchange)
+        chain_ns.append(clock() - t0)
+
+    gc.collect()
+    return {
+        "load_warm_s": round(load_warm_s, 4),
+        "resolve_token_p50_us": _percentile(token_ns, 0.5),
+        "resolve_token_p99_us": _percentile(token_ns, 0.99),
+        "resolve_symbol_p50_us": _percentile(symbol_ns, 0.5),
+        "resolve_symbol_p99_us": _percentile(symbol_ns, 0.99),
+        "search_index_build_s": round(search_first_s, 4),
+        "search_p50_us": _percentile(search_ns, 0.5),
+        "search_p99_us": _percentile(search_ns, 0.99),
+        "search_hit_ratio": round(hits / len(queries), 3),
+        "option_chain_p50_us": _percentile(chain_ns, 0.5),
+        "option_chain_p99_us": _percentile(chain_ns, 0.99),
+        "option_chains": len(chains),
+        "rss_mb": round((_rss() - before) / 1e6, 1),
+    }
+
+
+def run_catalog_bench(count: int, seed: int, workdir: Path) -> dict[str, Any]:
+    """Generate a master of `count` records in `workdir`, then measure a cold and a warm load.
+
+    Returns one flat dict (the JSON the CLI prints).
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / f"bench-{count}-{seed}.json"
+    cache_dir = workdir / "cache"
+    started = time.perf_counter()
+    write_scrip_master(synthesize(count, seed), path)
+    synth_s = time.perf_counter() - started
+    shutil.rmtree(cache_dir, ignore_errors=True)  # the cold load must find no cache
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        cold = pool.apply(_cold, (str(path), str(cache_dir)))
+    with context.Pool(1) as pool:
+        warm = pool.apply(_warm, (str(path), str(cache_dir), seed))
+    return {
+        "count": count,
+        "seed": seed,
+        "instruments": cold["instruments"],
+        "load_cold_s": cold["load_cold_s"],
+        "load_warm_s": warm["load_warm_s"],
+        "resolve_token_p99_us": warm["resolve_token_p99_us"],
+        "resolve_symbol_p99_us": warm["resolve_symbol_p99_us"],
+        "search_p99_us": warm["search_p99_us"],
+        "option_chain_p99_us": warm["option_chain_p99_us"],
+        "rss_mb": warm["rss_mb"],
+        "synth_s": round(synth_s, 3),
+        "file_mb": round(path.stat().st_size / 1e6, 1),
+        "skipped": cold["skipped"],
+        "cold_phases_s": cold["cold_phases_s"],
+        "rss_cold_mb": cold["rss_cold_mb"],
+        **{k: v for k, v in warm.items() if k not in ("load_warm_s", "rss_mb")},
+    }
