@@ -323,9 +323,10 @@ class PreTradeRisk:
                     continue
                 away = Fraction(abs(given - last) * 100, last)
                 if away > Fraction(limits.price_band_pct):
+                    band = limits.price_band_pct.normalize()
                     return (
                         f"{name} {money(given, exchange)} is {float(away):.2f}% from the last price "
-                        f"{money(last, exchange)}; the {scope} band is ±{limits.price_band_pct.normalize():f}%"
+                        f"{money(last, exchange)}; the {scope} band is ±{band:f}%"
                     )
         price = order.price or order.trigger_price or last
         if not price:

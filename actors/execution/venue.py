@@ -119,6 +119,7 @@ class LocalPaperVenue:
         self._ids = itertools.count(1)
         self._trades = itertools.count(1)
         self._sink: EventSink | None = None
+        self.submissions = 0  # distinct orders received
 
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
@@ -136,6 +137,7 @@ class LocalPaperVenue:
             return VenueAck(accepted=True, venue_order_id=known.venue_order_id, status=known.status)
         if order.order_type is OrderType.MARKET and self._fill_price(order) is None:
             return VenueAck(accepted=False, reason=f"no quote for {order.instrument}")
+        self.submissions += 1
         stop = order.order_type in (OrderType.SL, OrderType.SL_M)
         resting = _Resting(
             order, f"P{next(self._ids)}", OrderStatus.TRIGGER_PENDING if stop else OrderStatus.OPEN
