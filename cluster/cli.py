@@ -23,6 +23,7 @@ app.add_typer(bench_app, name="bench")
 
 # Modules that define a `register(app, bench_app)` function adding their commands.
 COMMAND_MODULES = [
+    "cluster.commands",
     "catalog.cli",
     "actors.sim.cli",
     "actors.shard.cli",

@@ -67,7 +67,9 @@ class SimConfig(Section):
     api_key: str = "sim-api-key"
     client_code: str = "SIM001"
     pin: str = "1234"
-    totp_secret: str = "SHARDLINESIMULATORDEMOTOTPSECRET"  # base32; any authenticator app or pyotp makes the codes
+    totp_secret: str = (
+        "SHARDLINESIMULATORDEMOTOTPSECRET"  # base32; any authenticator app or pyotp makes the codes
+    )
 
 
 class FeedConfig(Section):

@@ -1,0 +1,130 @@
+"""The supervisor: watches every actor of the topology and answers `shardline status`.
+
+Ray restarts crashed actors itself (`max_restarts=-1`); shards re-register with the router when
+they come back. The supervisor observes: it polls each actor's `stats()` with a deadline, notices
+restarts (a new pid), computes rates, and reports readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any
+
+import ray
+
+from cluster.health import HealthBoard
+from cluster.topology import NAMESPACE, TopologyPlan
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL_S = 1.0
+STATS_TIMEOUT_S = 2.0
+
+RATE_KEYS: dict[str, tuple[str, ...]] = {
+    "feed": ("ticks_out",),
+    "router": ("ticks_in", "ticks_out"),
+    "shard": ("ticks_handled", "orders_sent"),
+    "execution": ("orders_submitted", "fills"),
+    "simulator": ("ticks_sent",),
+}
+
+
+def actor_kinds(plan: TopologyPlan) -> dict[str, str]:
+    kinds = {name: name for name in plan.singletons}
+    if plan.runs_simulator:
+        kinds["sim"] = "simulator"
+    for i in range(plan.feeds):
+        kinds[f"feed-{i}"] = "feed"
+    for deployment in plan.deployments:
+        for name in deployment.shard_names:
+            kinds[name] = "shard"
+    kinds.pop("supervisor", None)
+    return kinds
+
+
+class Supervisor:
+    """Async actor body; a plain class so the launcher can wrap it with `ray.remote`."""
+
+    def __init__(self, plan: TopologyPlan, serve_url: str = "") -> None:
+        self._plan = plan
+        self._serve_url = serve_url
+        self._board = HealthBoard(RATE_KEYS)
+        self._kinds = actor_kinds(plan)
+        for name, kind in self._kinds.items():
+            self._board.expect(name, kind)
+        self._started_ns = time.time_ns()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _poll_once(self) -> None:
+        async def ask(name: str) -> None:
+            try:
+                handle = ray.get_actor(name, namespace=NAMESPACE)
+                stats = await asyncio.wait_for(handle.stats.remote(), STATS_TIMEOUT_S)
+            except Exception as err:  # a dead, restarting or missing actor is a status, not a crash
+                self._board.observe_error(name, f"{type(err).__name__}: {err}".splitlines()[0][:200])
+                return
+            self._board.observe_ok(name, time.time_ns(), _plain(stats), node=str(stats.get("node", "")))
+
+        await asyncio.gather(*(ask(name) for name in self._kinds))
+
+    async def run(self) -> None:
+        """Poll forever; started once by the launcher (idempotent)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await self._poll_once()
+            await asyncio.sleep(POLL_INTERVAL_S)  # a poll period, not a wait for a condition
+
+    async def status(self) -> dict[str, Any]:
+        now = time.time_ns()
+        doc = self._board.status(now)
+        doc["mode"] = self._plan.mode.value
+        doc["uptime_s"] = round((now - self._started_ns) / 1e9, 1)
+        doc["serve_url"] = self._serve_url
+        doc["deployments"] = [
+            {
+                "name": d.name,
+                "strategy": d.strategy,
+                "shards": d.shards,
+                "flow": d.flow.value,
+                "instruments": len(d.instruments),
+            }
+            for d in self._plan.deployments
+        ]
+        return doc
+
+    async def ready(self) -> dict[str, Any]:
+        """Readiness: a feed connected, router and execution healthy, at least one shard healthy."""
+        now = time.time_ns()
+        shards = [n for n, k in self._kinds.items() if k == "shard"]
+        checks = {
+            "feed": any(self._board.healthy(n, now) for n, k in self._kinds.items() if k == "feed")
+            or not self._plan.feeds,
+            "router": self._board.healthy("router", now),
+            "execution": self._board.healthy("execution", now),
+            "shard": any(self._board.healthy(n, now) for n in shards) or not shards,
+        }
+        return {"ready": all(checks.values()), "checks": checks}
+
+    async def stats(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()[:12]}
+
+
+def _plain(value: Any) -> Any:
+    """Stats answers as JSON-able dicts (msgspec structs and numpy scalars included)."""
+    import msgspec
+
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    if isinstance(value, msgspec.Struct):
+        return _plain(msgspec.to_builtins(value))
+    return value
