@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,7 +106,9 @@ def sdk_exceptions() -> ModuleType:
 def new_smart_connect(api_key: str, root: str, log_dir: Path, timeout_s: float = 7.0) -> Any:
     """A `SmartConnect` for `root`, whose log folder is created under `log_dir`, not the cwd."""
     modules = _load()
-    with _lock:
+    with _lock, warnings.catch_warnings():
+        # The SDK sets deprecated TLS option flags on a context it never uses.
+        warnings.simplefilter("ignore", DeprecationWarning)
         modules["connect"].os.path.root = log_dir
         return modules["connect"].SmartConnect(api_key=api_key, root=root, timeout=timeout_s)
 
