@@ -312,8 +312,9 @@ def status(address: str | None = None, timeout_s: float = 10.0) -> dict[str, Any
         supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
     except ValueError:
         raise ShardlineError("Ray runs but shardline is not up; start it with `shardline up`") from None
-    doc: dict[str, Any] = ray.get(supervisor.status.remote(), timeout=timeout_s)
-    doc["ready"] = ray.get(supervisor.ready.remote(), timeout=timeout_s)
+    supervisor_handle: Any = supervisor
+    doc: dict[str, Any] = ray.get(supervisor_handle.status.remote(), timeout=timeout_s)
+    doc["ready"] = ray.get(supervisor_handle.ready.remote(), timeout=timeout_s)
     return doc
 
 

@@ -62,7 +62,7 @@ class Supervisor:
         async def ask(name: str) -> None:
             try:
                 handle = ray.get_actor(name, namespace=NAMESPACE)
-                stats = await asyncio.wait_for(handle.stats.remote(), STATS_TIMEOUT_S)
+                stats: dict[str, Any] = await asyncio.wait_for(handle.stats.remote(), STATS_TIMEOUT_S)
             except Exception as err:  # a dead, restarting or missing actor is a status, not a crash
                 self._board.observe_error(name, f"{type(err).__name__}: {err}".splitlines()[0][:200])
                 return
