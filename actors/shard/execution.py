@@ -178,6 +178,7 @@ class ShardExecutionClient(LiveExecutionClient):
         self._starting_balance = starting_balance_rupees
         self._default_product = default_product
         self._orders: dict[ClientOrderId, _Tracked] = {}
+        self._unsent = 0  # commands taken from the engine whose gateway call has not started
         self.counters = ExecutionCounters()
         self._set_account_id(AccountId(f"{BROKER}-{account_number}"))
 
@@ -198,7 +199,25 @@ class ShardExecutionClient(LiveExecutionClient):
 
     # -- commands -------------------------------------------------------------------------------
 
+    @property
+    def has_unsent_commands(self) -> bool:
+        """Whether commands are scheduled here but not yet handed to the gateway."""
+        return self._unsent > 0
+
+    def submit_order(self, command: SubmitOrder) -> None:
+        self._unsent += 1
+        super().submit_order(command)
+
+    def cancel_order(self, command: CancelOrder) -> None:
+        self._unsent += 1
+        super().cancel_order(command)
+
+    def modify_order(self, command: ModifyOrder) -> None:
+        self._unsent += 1
+        super().modify_order(command)
+
     async def _submit_order(self, command: SubmitOrder) -> None:
+        self._unsent = max(0, self._unsent - 1)
         order = command.order
         try:
             request = self.to_request(order, command.strategy_id)
@@ -247,6 +266,7 @@ class ShardExecutionClient(LiveExecutionClient):
             await self._submit_order(submit)
 
     async def _modify_order(self, command: ModifyOrder) -> None:
+        self._unsent = max(0, self._unsent - 1)
         tracked = self._orders.get(command.client_order_id)
         if tracked is None or tracked.closed:
             self._modify_rejected(command, "order is not open in this shard")
@@ -281,6 +301,7 @@ class ShardExecutionClient(LiveExecutionClient):
             self.apply_update(update)
 
     async def _cancel_order(self, command: CancelOrder) -> None:
+        self._unsent = max(0, self._unsent - 1)
         tracked = self._orders.get(command.client_order_id)
         if tracked is None or tracked.closed:
             self._cancel_rejected(

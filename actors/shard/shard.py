@@ -10,6 +10,10 @@ already the unit of hand-over, the future completing means the batch is done (ex
 for the router), and an exception from a strategy surfaces here with the tick that caused it,
 instead of ending the process (what LiveDataEngine does with an unexpected error).
 
+After each batch the node lets the order commands and events the batch caused run (risk engine →
+execution engine → client → events: one loop turn each) before it takes the next batch, so that
+under a full load orders are not starved behind queued ticks.
+
 A strategy that raises — on a tick, on an order event, at start — turns the shard `failed`: the
 error is logged with its context and kept in `stats()`, the node is stopped, the process lives.
 """
@@ -53,6 +57,9 @@ if TYPE_CHECKING:
     from cluster.config import DeploymentConfig
 
 log = logging.getLogger(__name__)
+
+# Loop turns a batch may wait for its orders' commands and events to be handled (each hop is one).
+SETTLE_TURNS = 32
 
 STARTING = "starting"
 RUNNING = "running"
@@ -172,6 +179,7 @@ class StrategyShard:
         self._data_client: ShardDataClient | None = None
         self._exec_client: ShardExecutionClient | None = None
         self._run_task: asyncio.Task | None = None
+        self._batch_lock: asyncio.Lock | None = None
         self._thread = NodeThread(name=f"nautilus-{spec.name}")
         try:
             self._thread.submit(self._start()).result(timeout=start_timeout_s)
@@ -250,6 +258,7 @@ class StrategyShard:
         kernel.exec_engine.register_client(self._exec_client)
         kernel.exec_engine.register_default_client(self._exec_client)
         kernel.msgbus.subscribe("commands.system.shutdown", self._on_shutdown_command)
+        self._batch_lock = asyncio.Lock()
         node.trader.add_strategy(self._strategy)
         node.build()
         self._run_task = loop.create_task(node.run_async(), name=f"{spec.name}-run")
@@ -323,7 +332,31 @@ class StrategyShard:
             done: concurrent.futures.Future[int] = concurrent.futures.Future()
             done.set_result(0)
             return done
-        return self._thread.call(self._handle_batch, ticks)
+        return self._thread.submit(self._handle_batch_in_turn(ticks))
+
+    async def _handle_batch_in_turn(self, ticks: np.ndarray) -> int:
+        assert self._batch_lock is not None
+        async with self._batch_lock:  # FIFO: batches are handled in the order they were submitted
+            handled = self._handle_batch(ticks)
+            await self._settle()
+            return handled
+
+    async def _settle(self) -> None:
+        node, client = self._node, self._exec_client
+        if node is None or client is None:
+            return
+        risk, execution = node.kernel.risk_engine, node.kernel.exec_engine
+        for _ in range(SETTLE_TURNS):
+            busy = (
+                risk.cmd_qsize()
+                or risk.evt_qsize()
+                or execution.cmd_qsize()
+                or execution.evt_qsize()
+                or client.has_unsent_commands
+            )
+            if not busy:
+                return
+            await asyncio.sleep(0)  # one loop turn for the engines' queue tasks
 
     def _handle_batch(self, ticks: np.ndarray) -> int:
         counters = self._counters

@@ -356,3 +356,21 @@ def test_state_saves_and_loads_on_a_running_shard(shards: list[StrategyShard]) -
     second = start(shards, spec(path, {"period": 10}), InstantFillGateway())
     second.load_state(state)
     assert second.save_state()["prices"] == state["prices"]
+
+
+def test_orders_are_not_starved_by_queued_batches(shards: list[StrategyShard]) -> None:
+    """Batches queued back to back still let each batch's orders complete before the next batch."""
+    gateway = InstantFillGateway()
+    shard = start(
+        shards,
+        spec("actors.shard.strategies.ema_cross:EMACross", {"fast_period": 3, "slow_period": 8}),
+        gateway,
+    )
+    ticks = live_ticks(6_000, seed=2)
+    gateway.mark_batch(shard.keys_by_iid, ticks[:300])  # every instrument has a price to fill at
+    futures = [shard.submit_ticks(ticks[k : k + 300]) for k in range(0, len(ticks), 300)]
+    assert sum(f.result(timeout=30) for f in futures) == len(ticks)
+    stats = shard.stats()
+    # one order per instrument would mean no order finished until the queue ran dry
+    assert stats["orders_sent"] > 3 * len(INSTRUMENTS)
+    assert stats["fills"] == stats["orders_sent"]
