@@ -8,6 +8,7 @@ weekdays; daily candles one per weekday. Prices are on the instrument's tick gri
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def _bucket_starts(interval: str, start: datetime, end: datetime) -> list[dateti
 
 def synthesize_candles(
     inst: SimInstrument, interval: str, start: datetime, end: datetime, seed: int
-) -> list[list[object]]:
+) -> list[list[Any]]:
     """Candles as Angel returns them: ``[timestamp, open, high, low, close, volume]``, rupees as floats."""
     starts = _bucket_starts(interval, start, end)
     if not starts:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow.parquet as pq
+from numpy.typing import ArrayLike
 
 from actors.angel.packets import EXCHANGE_TYPE, SNAP_QUOTE_DTYPE, TOKEN_BYTES
 from actors.sim.universe import SimInstrument
@@ -156,13 +157,13 @@ class MarketModel:
 
     def replay(
         self,
-        indices: np.ndarray,
-        ts_ms: np.ndarray | int,
-        ltp: np.ndarray,
-        ltq: np.ndarray,
-        bid: np.ndarray,
-        ask: np.ndarray,
-        oi: np.ndarray,
+        indices: ArrayLike,
+        ts_ms: ArrayLike,
+        ltp: ArrayLike,
+        ltq: ArrayLike,
+        bid: ArrayLike,
+        ask: ArrayLike,
+        oi: ArrayLike,
     ) -> np.ndarray:
         """Recorded ticks instead of the walk: same records, same state updates."""
         indices = np.asarray(indices, dtype=np.int64)
@@ -171,7 +172,8 @@ class MarketModel:
         half = self.spread_ticks[indices] * self.tick[indices]
         bid = np.where(np.asarray(bid) > 0, bid, ltp - half).astype(np.int64)
         ask = np.where(np.asarray(ask) > 0, ask, ltp + half).astype(np.int64)
-        return self._emit(indices, ts_ms, ltp, np.asarray(ltq, dtype=np.int64), bid, ask, np.asarray(oi))
+        ltq = np.asarray(ltq, dtype=np.int64)
+        return self._emit(indices, np.asarray(ts_ms), ltp, ltq, bid, ask, np.asarray(oi, dtype=np.int64))
 
     def _emit(
         self,
