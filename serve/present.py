@@ -72,8 +72,15 @@ MONEY_FIELDS = frozenset(
         "max_order_value",
         "daily_loss_limit",
         "global_daily_loss_limit",
+        "max_drawdown",
+        "gross_exposure",
+        "net_exposure",
+        "margin_blocked",
+        "commission",
     }
 )
+# Fields whose every value is an amount (a breakdown of charges by kind).
+MONEY_MAPS = frozenset({"charge_breakdown"})
 
 
 def to_builtins(value: Any) -> Any:
@@ -113,7 +120,16 @@ def present(value: Any, scale: int = PAISE_PER_RUPEE) -> Any:
 
 def _present(value: Any, scale: int) -> Any:
     if isinstance(value, dict):
-        return {k: (money(v, scale) if k in MONEY_FIELDS else _present(v, scale)) for k, v in value.items()}
+        return {
+            k: (
+                money(v, scale)
+                if k in MONEY_FIELDS
+                else {n: money(a, scale) for n, a in v.items()}
+                if k in MONEY_MAPS and isinstance(v, dict)
+                else _present(v, scale)
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_present(v, scale) for v in value]
     if isinstance(value, Fraction | Decimal):

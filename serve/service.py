@@ -13,16 +13,18 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from actors.orders import OrderRequest, OrderType, Product, Side
+from actors.orders import OrderRequest
 from cluster.config import ShardlineConfig
+from cluster.errors import ShardlineError
 from serve.candles import Candle
 from serve.channels import CANDLE_INTERVALS
 from serve.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable, TerminalError, UpstreamFailed
 from serve.present import present
-from serve.prices import PriceError, rupees_to_minor
+from serve.prices import PriceError, minor_to_rupees, rupees_to_minor
 
 if TYPE_CHECKING:
     from serve import schemas
@@ -150,7 +152,7 @@ def instrument_view(instrument: Any) -> InstrumentView:
 
 def instrument_body(view: InstrumentView) -> dict[str, Any]:
     def rupees(minor: int) -> str:
-        return str(Decimal(minor).scaleb(-len(str(view.price_scale)) + 1))
+        return minor_to_rupees(minor, view.price_scale)
 
     return {
         "key": view.key,
@@ -176,7 +178,7 @@ class CatalogLookup:
 
     @classmethod
     def load(cls, config: ShardlineConfig) -> CatalogLookup:
-        from catalog import load_default_catalog  # type: ignore[attr-defined]
+        from catalog.sources import load_default_catalog
 
         return cls(load_default_catalog(config))
 
@@ -209,7 +211,40 @@ class CatalogLookup:
         return views[:limit]
 
     def option_chain(self, underlying: str, expiry: str | None) -> dict[str, Any]:
-        return self._catalog.option_chain(underlying, expiry)
+        """Strikes with their call and put for one expiry (the nearest when none is given)."""
+        try:
+            expiries = self._catalog.expiries(underlying)
+        except ShardlineError as err:
+            raise NotFound(str(err)) from None
+        if not expiries:
+            raise NotFound(f"no options on {underlying!r}")
+        if expiry is None:
+            day = expiries[0]
+        else:
+            day = date.fromisoformat(expiry)
+            if day not in expiries:
+                listed = ", ".join(e.isoformat() for e in expiries)
+                raise NotFound(f"no {underlying.upper()} options expiring {expiry}; listed: {listed}")
+        chain = self._catalog.option_chain(underlying, day)
+        rows = []
+        for row in chain.rows:
+            call = instrument_view(row.call) if row.call is not None else None
+            put = instrument_view(row.put) if row.put is not None else None
+            either = call or put
+            scale = either.price_scale if either is not None else 100
+            rows.append(
+                {
+                    "strike": minor_to_rupees(row.strike, scale),
+                    "call": instrument_body(call) if call else None,
+                    "put": instrument_body(put) if put else None,
+                }
+            )
+        return {
+            "underlying": chain.underlying,
+            "expiry": chain.expiry.isoformat(),
+            "expiries": [e.isoformat() for e in expiries],
+            "rows": rows,
+        }
 
 
 def to_minor(amount: Decimal | None, view: InstrumentView, field: str, *, tick: bool = True) -> int:
@@ -221,7 +256,7 @@ def to_minor(amount: Decimal | None, view: InstrumentView, field: str, *, tick: 
     except PriceError as err:
         raise InvalidRequest(f"{field}: {err}", field) from None
     if tick and view.tick_size > 0 and minor % view.tick_size:
-        step = Decimal(view.tick_size).scaleb(-len(str(view.price_scale)) + 1)
+        step = minor_to_rupees(view.tick_size, view.price_scale)
         raise InvalidRequest(f"{field}: {amount} is not a multiple of the tick size {step}", field)
     return minor
 
@@ -281,10 +316,18 @@ class TerminalService:
         return [instrument_body(v) for v in self.catalog.search(query, limit, exchange)]
 
     def option_chain(self, underlying: str, expiry: str | None) -> dict[str, Any]:
-        chain = self.catalog.option_chain(underlying, expiry)
-        if chain is None:
-            raise NotFound(f"no options on {underlying!r}" + (f" expiring {expiry}" if expiry else ""))
-        return present(chain)
+        return self.catalog.option_chain(underlying, expiry)
+
+    def streaming_instruments(self, keys: Iterable[str], limit: int) -> list[dict[str, Any]]:
+        """Instruments with live quotes, cash before derivatives, then by symbol."""
+        views = []
+        for key in keys:
+            try:
+                views.append(self.catalog.get(key))
+            except NotFound:
+                continue
+        views.sort(key=lambda v: (v.expiry is not None, v.exchange != "NSE", v.symbol))
+        return [instrument_body(v) for v in views[:limit]]
 
     def price_scale(self, key: str) -> int:
         try:
@@ -582,15 +625,3 @@ def depth_body(view: InstrumentView, depth: Any) -> dict[str, Any]:
 
 def candle_body(candle: Candle, scale: int) -> dict[str, Any]:
     return present(candle.as_dict(), scale)
-
-
-__all__ = [
-    "MANUAL_BOOK",
-    "ActorDirectory",
-    "CatalogLookup",
-    "InstrumentView",
-    "OrderType",
-    "Product",
-    "Side",
-    "TerminalService",
-]

@@ -195,6 +195,10 @@ class Broadcaster:
                 session.outbox.offer(channel, "", text)
                 session.wake.set()
 
+    def quoted_instruments(self) -> list[str]:
+        """Instruments this replica has a live quote for (what the feed is streaming)."""
+        return [channel[6:] for channel in self._latest if channel.startswith("quote:")]
+
     # Client side -------------------------------------------------------------------------------
 
     @property

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 
-from serve.dependencies import Reader, Service
+from serve.dependencies import Reader, Service, State
 from serve.schemas import (
     CandleInterval,
     CandleResponse,
@@ -30,6 +30,14 @@ def search_instruments(
     exchange: Annotated[str | None, Query(pattern=r"^[A-Z]{2,6}$")] = None,
 ) -> Any:
     return service.search_instruments(q, limit, exchange)
+
+
+@router.get("/instruments/streaming", response_model=list[InstrumentResponse])
+def streaming_instruments(
+    service: Service, state: State, user: Reader, limit: Annotated[int, Query(ge=1, le=500)] = 20
+) -> Any:
+    """Instruments with a live quote right now: a sensible first watchlist."""
+    return service.streaming_instruments(state.broadcaster.quoted_instruments(), limit)
 
 
 @router.get("/instruments/{key}", response_model=InstrumentResponse)

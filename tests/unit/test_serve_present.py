@@ -63,3 +63,22 @@ def test_money_rounding(value: object, text: object) -> None:
 
 def test_scale_for_currency_derivatives() -> None:
     assert present({"ltp": 831_234_567}, scale=10**7) == {"ltp": "83.1234567"}
+
+
+def test_portfolio_views_convert_fractions_and_breakdowns() -> None:
+    position = {
+        "instrument": "NSE:3045",
+        "quantity": 3,
+        "avg_price": Fraction(243_761, 3),  # 81253.67 paise
+        "net_pnl": Fraction(-7, 2),
+        "charge_breakdown": {"brokerage": 2000, "stt": 13, "total": 2013},
+        "legs": [{"role": "TARGET", "trigger_price": 90_000, "price": 89_950}],
+    }
+    assert present(position) == {
+        "instrument": "NSE:3045",
+        "quantity": 3,
+        "avg_price": "812.54",
+        "net_pnl": "-0.04",
+        "charge_breakdown": {"brokerage": "20.00", "stt": "0.13", "total": "20.13"},
+        "legs": [{"role": "TARGET", "trigger_price": "900.00", "price": "899.50"}],
+    }

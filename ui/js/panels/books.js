@@ -1,0 +1,395 @@
+// Positions (live P&L, square-off), orders (modify, cancel), trades, GTT, brackets, deployments.
+import { schedule } from "../frame.js";
+import { clock, escapeHtml, quantity, rupees, signedRupees, trendClass } from "../format.js";
+import { confirmAction } from "./dialogs.js";
+import { describeError, toast } from "./toasts.js";
+
+const ACTIVE = new Set(["PENDING", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED"]);
+const TABS = ["positions", "orders", "trades", "gtt", "brackets", "deployments"];
+
+function table(el, head, rows, empty) {
+  el.innerHTML =
+    `<thead><tr>${head.map(([label, cls]) => `<th class="${cls ?? ""}">${label}</th>`).join("")}</tr></thead>` +
+    `<tbody>${rows.length ? rows.join("") : `<tr class="empty"><td colspan="${head.length}">${empty}</td></tr>`}</tbody>`;
+}
+
+export class Books {
+  constructor(store, ticket, heatmap) {
+    this.store = store;
+    this.session = store.session;
+    this.ticket = ticket;
+    this.heatmap = heatmap;
+    this.tab = "positions";
+    this.positions = new Map(); // "book|instrument|product" -> position
+    this.positionQuotes = new Map(); // instrument -> stop()
+    this.orders = new Map(); // client_order_id -> order
+    this.deployments = new Map();
+    this.symbols = new Map();
+    this.selectedOrder = null;
+    this._refreshTimer = null;
+    this.pnlTotal = document.getElementById("pnl-total");
+    this._bind();
+  }
+
+  start() {
+    const c = this.store.connection;
+    c.subscribe("orders", (m, t) => this._onOrders(m, t));
+    c.subscribe("positions", (m, t) => this._onPositions(m, t));
+    c.subscribe("deployments", (m) => this._onDeployments(m));
+    c.subscribe("alerts", (m) => {
+      if (m.type === "update" && m.data?.message) toast(m.data.level === "error" ? "error" : "warn", m.data.message);
+    });
+    this.refreshLists();
+  }
+
+  show(tab) {
+    if (!TABS.includes(tab)) return;
+    this.tab = tab;
+    for (const b of document.querySelectorAll("#book-tabs button[data-tab]")) b.classList.toggle("active", b.dataset.tab === tab);
+    for (const body of document.querySelectorAll(".tab-body")) body.hidden = body.dataset.tab !== tab;
+    if (tab === "trades" || tab === "gtt" || tab === "brackets") this.refreshLists();
+  }
+
+  symbol(key) {
+    const known = this.store.instruments.get(key);
+    if (known) return known.symbol;
+    if (!this.symbols.has(key)) {
+      this.symbols.set(key, key);
+      this.store.instrument(key).then(() => this._renderAll()).catch(() => {});
+    }
+    return key;
+  }
+
+  // Orders ---------------------------------------------------------------------------------------
+
+  _onOrders(message, arrivedAt) {
+    if (message.type === "snapshot") {
+      this.orders.clear();
+      for (const order of message.data ?? []) this.orders.set(order.client_order_id, order);
+    } else {
+      const update = message.data;
+      const before = this.orders.get(update.client_order_id);
+      if (before && (before.ts_ns ?? 0) > (update.ts_ns ?? 0)) return; // an older state arriving late
+      this.orders.set(update.client_order_id, { ...before, ...update });
+      this._announce(before, update);
+      this._scheduleRefresh();
+    }
+    schedule("orders", () => this._renderOrders(), arrivedAt);
+  }
+
+  _announce(before, update) {
+    const what = `${update.side ?? before?.side ?? ""} ${this.symbol(update.instrument)}`.trim();
+    if (update.status === "REJECTED" && before?.status !== "REJECTED") {
+      toast("error", `Rejected ${what}: ${update.reason || "no reason given"}`);
+    } else if (update.filled_quantity > (before?.filled_quantity ?? 0)) {
+      const done = update.status === "FILLED" ? "Filled" : "Partly filled";
+      toast("ok", `${done} ${what} ${quantity(update.filled_quantity)} @ ${rupees(update.avg_price)}`);
+      if (update.status === "FILLED") this.heatmap.fill(update.client_order_id, update.avg_price);
+    } else if (update.status === "CANCELLED" && before && before.status !== "CANCELLED") {
+      toast("warn", `Cancelled ${what}${update.reason ? `: ${update.reason}` : ""}`);
+    }
+  }
+
+  _renderOrders() {
+    const rows = [...this.orders.values()]
+      .sort((a, b) => (b.ts_ns ?? 0) - (a.ts_ns ?? 0))
+      .map((o) => {
+        const active = ACTIVE.has(o.status);
+        const id = escapeHtml(o.client_order_id);
+        const actions = active && this.session.can("trade")
+          ? `<button data-action="modify" data-id="${id}">Modify</button> <button data-action="cancel" data-id="${id}">Cancel</button>`
+          : "";
+        return (
+          `<tr data-id="${id}" aria-selected="${o.client_order_id === this.selectedOrder}">` +
+          `<td>${clock(o.ts_ns)}</td><td>${id}</td><td>${escapeHtml(this.symbol(o.instrument))}</td>` +
+          `<td class="${o.side === "BUY" ? "up" : "down"}">${escapeHtml(o.side ?? "")}</td>` +
+          `<td>${escapeHtml(o.order_type ?? "")}</td>` +
+          `<td class="num">${quantity(o.filled_quantity)}/${quantity(o.quantity)}</td>` +
+          `<td class="num">${o.price && Number(o.price) ? rupees(o.price) : o.order_type === "MARKET" ? "MKT" : "—"}</td>` +
+          `<td class="num">${Number(o.avg_price) ? rupees(o.avg_price) : ""}</td>` +
+          `<td><span class="status ${escapeHtml(o.status)}">${escapeHtml(o.status)}</span></td>` +
+          `<td class="muted">${escapeHtml(o.reason ?? "")}</td><td>${actions}</td></tr>`
+        );
+      });
+    table(
+      document.getElementById("orders"),
+      [["Time"], ["Id"], ["Instrument"], ["Side"], ["Type"], ["Qty", "num"], ["Price", "num"], ["Avg", "num"], ["Status"], ["Reason"], [""]],
+      rows,
+      "No orders today",
+    );
+  }
+
+  async cancelOrder(id) {
+    try {
+      const order = await this.session.delete(`/orders/${encodeURIComponent(id)}`);
+      this.orders.set(id, { ...this.orders.get(id), ...order });
+      schedule("orders", () => this._renderOrders());
+    } catch (err) {
+      toast("error", `Cancel ${id}: ${describeError(err)}`);
+    }
+  }
+
+  // Positions ------------------------------------------------------------------------------------
+
+  _onPositions(message, arrivedAt) {
+    if (message.type === "snapshot") {
+      this.positions.clear();
+      for (const p of message.data ?? []) this.positions.set(`${p.book}|${p.instrument}|${p.product}`, p);
+    } else {
+      const p = message.data;
+      this.positions.set(`${p.book}|${p.instrument}|${p.product}`, p);
+    }
+    this._followPositionQuotes();
+    schedule("positions", () => this._renderPositions(), arrivedAt);
+  }
+
+  _followPositionQuotes() {
+    const wanted = new Set([...this.positions.values()].filter((p) => p.quantity !== 0).map((p) => p.instrument));
+    for (const [instrument, stop] of this.positionQuotes) {
+      if (!wanted.has(instrument)) {
+        stop();
+        this.positionQuotes.delete(instrument);
+      }
+    }
+    for (const instrument of wanted) {
+      if (!this.positionQuotes.has(instrument)) {
+        this.positionQuotes.set(
+          instrument,
+          this.store.watchQuote(instrument, (_, arrivedAt) => schedule("positions", () => this._renderPositions(), arrivedAt)),
+        );
+      }
+    }
+  }
+
+  /** A position's P&L at the latest price this terminal has seen (the actor's mark otherwise). */
+  livePnl(p) {
+    const ltp = Number(this.store.quotes.get(p.instrument)?.ltp ?? p.last_price);
+    const realized = Number(p.realized_pnl ?? 0);
+    const charges = Number(p.charges ?? 0);
+    const unrealized = Number.isFinite(ltp) && p.quantity ? p.quantity * (ltp - Number(p.avg_price)) : Number(p.unrealized_pnl ?? 0);
+    return { ltp, unrealized, net: realized + unrealized - charges };
+  }
+
+  _renderPositions() {
+    let total = 0;
+    const rows = [...this.positions.values()]
+      .sort((a, b) => Math.abs(b.quantity) - Math.abs(a.quantity))
+      .map((p) => {
+        const { ltp, net } = this.livePnl(p);
+        total += net;
+        const action = p.quantity !== 0 && this.session.can("trade")
+          ? `<button data-action="square-off" data-book="${escapeHtml(p.book)}" data-instrument="${escapeHtml(p.instrument)}">Exit</button>`
+          : "";
+        return (
+          `<tr><td>${escapeHtml(p.symbol ?? this.symbol(p.instrument))}</td><td class="muted">${escapeHtml(p.book)}</td>` +
+          `<td>${escapeHtml(p.product)}</td><td class="num ${trendClass(p.quantity)}">${quantity(p.quantity)}</td>` +
+          `<td class="num">${rupees(p.avg_price)}</td><td class="num">${Number.isFinite(ltp) ? rupees(ltp) : "—"}</td>` +
+          `<td class="num ${trendClass(net)}" data-pnl="${net.toFixed(2)}">${signedRupees(net)}</td><td>${action}</td></tr>`
+        );
+      });
+    table(
+      document.getElementById("positions"),
+      [["Instrument"], ["Book"], ["Product"], ["Qty", "num"], ["Avg", "num"], ["LTP", "num"], ["P&L", "num"], [""]],
+      rows,
+      "No positions",
+    );
+    this.pnlTotal.textContent = this.positions.size ? `P&L ${signedRupees(total)}` : "";
+    this.pnlTotal.className = `pnl ${trendClass(total)}`;
+  }
+
+  // Trades, GTT, brackets (fetched: they change only when orders do) ---------------------------------
+
+  _scheduleRefresh() {
+    clearTimeout(this._refreshTimer);
+    this._refreshTimer = setTimeout(() => this.refreshLists(), 300);
+  }
+
+  async refreshLists() {
+    const [trades, gtts, brackets] = await Promise.all([
+      this.session.get("/trades").catch(() => null),
+      this.session.get("/gtt").catch(() => null),
+      this.session.get("/brackets").catch(() => null),
+    ]);
+    if (trades) this.trades = trades;
+    if (gtts) this.gtts = gtts;
+    if (brackets) this.brackets = brackets;
+    this._renderLists();
+  }
+
+  _renderLists() {
+    const trades = (this.trades ?? []).slice().reverse().map(
+      (t) =>
+        `<tr><td>${clock(t.ts_ns)}</td><td>${escapeHtml(t.trade_id)}</td><td>${escapeHtml(this.symbol(t.instrument))}</td>` +
+        `<td class="${t.side === "BUY" ? "up" : "down"}">${escapeHtml(t.side)}</td><td class="num">${quantity(t.quantity)}</td>` +
+        `<td class="num">${rupees(t.price)}</td><td class="num">${rupees(t.charges)}</td><td class="muted">${escapeHtml(t.client_order_id)}</td></tr>`,
+    );
+    table(
+      document.getElementById("trades"),
+      [["Time"], ["Trade"], ["Instrument"], ["Side"], ["Qty", "num"], ["Price", "num"], ["Charges", "num"], ["Order"]],
+      trades,
+      "No trades today",
+    );
+    const canTrade = this.session.can("trade");
+    const gtts = (this.gtts ?? []).slice().reverse().map((g) => {
+      const legs = (g.legs ?? []).map((l) => `${escapeHtml(l.role)} ${rupees(l.trigger_price)} → ${rupees(l.price)}`).join("<br>");
+      const action = g.status === "ACTIVE" && canTrade ? `<button data-action="gtt-cancel" data-id="${escapeHtml(g.gtt_id)}">Cancel</button>` : "";
+      return (
+        `<tr><td>${escapeHtml(g.gtt_id)}</td><td>${escapeHtml(this.symbol(g.instrument))}</td><td>${escapeHtml(g.side)}</td>` +
+        `<td class="num">${quantity(g.quantity)}</td><td>${legs}</td><td><span class="status ${escapeHtml(g.status)}">${escapeHtml(g.status)}</span></td>` +
+        `<td class="muted">${escapeHtml(g.reason ?? "")}</td><td>${action}</td></tr>`
+      );
+    });
+    table(
+      document.getElementById("gtt"),
+      [["Id"], ["Instrument"], ["Side"], ["Qty", "num"], ["Legs"], ["Status"], ["Reason"], [""]],
+      gtts,
+      "No GTT rules",
+    );
+    const brackets = (this.brackets ?? []).slice().reverse().map((b) => {
+      const live = b.status === "PENDING" || b.status === "ACTIVE";
+      const action = live && canTrade ? `<button data-action="bracket-cancel" data-id="${escapeHtml(b.bracket_id)}">Cancel</button>` : "";
+      return (
+        `<tr><td>${escapeHtml(b.bracket_id)}</td><td>${escapeHtml(this.symbol(b.instrument))}</td><td>${escapeHtml(b.side)}</td>` +
+        `<td class="num">${quantity(b.entry_filled)}/${quantity(b.quantity)}</td><td class="num">${Number(b.entry_price) ? rupees(b.entry_price) : "MKT"}</td>` +
+        `<td class="num">${rupees(b.stop_loss)}</td><td class="num">${rupees(b.target)}</td>` +
+        `<td><span class="status ${escapeHtml(b.status)}">${escapeHtml(b.status)}</span></td><td class="muted">${escapeHtml(b.reason ?? "")}</td><td>${action}</td></tr>`
+      );
+    });
+    table(
+      document.getElementById("brackets"),
+      [["Id"], ["Instrument"], ["Side"], ["Filled", "num"], ["Entry", "num"], ["Stop", "num"], ["Target", "num"], ["Status"], ["Reason"], [""]],
+      brackets,
+      "No brackets",
+    );
+  }
+
+  // Deployments ----------------------------------------------------------------------------------
+
+  _onDeployments(message) {
+    if (message.type === "snapshot") {
+      this.deployments.clear();
+      for (const d of message.data ?? []) this.deployments.set(d.name, d);
+    } else if (message.data?.name) {
+      this.deployments.set(message.data.name, { ...this.deployments.get(message.data.name), ...message.data });
+    }
+    schedule("deployments", () => this._renderDeployments());
+  }
+
+  _renderDeployments() {
+    const canDeploy = this.session.can("deploy");
+    const rows = [...this.deployments.values()].map((d) => {
+      const name = escapeHtml(d.name);
+      const running = d.state === "running" || d.status === "running" || d.active === true;
+      const actions = canDeploy
+        ? `<button data-action="deploy-${running ? "stop" : "start"}" data-name="${name}">${running ? "Stop" : "Start"}</button> ` +
+          `<button data-action="deploy-scale" data-name="${name}" data-shards="${(d.shards ?? 1) + 1}">+</button>` +
+          `<button data-action="deploy-scale" data-name="${name}" data-shards="${Math.max(1, (d.shards ?? 1) - 1)}">−</button> `
+        : "";
+      const state = d.state ?? d.status ?? "";
+      return (
+        `<tr><td>${name}</td><td class="muted">${escapeHtml(d.strategy ?? "")}</td><td class="num">${d.shards ?? ""}</td>` +
+        `<td><span class="status ${escapeHtml(state)}">${escapeHtml(state)}</span></td>` +
+        `<td class="num">${quantity(d.ticks_in ?? d.ticks ?? null)}</td>` +
+        `<td>${actions}<button data-action="deploy-logs" data-name="${name}">Logs</button></td></tr>`
+      );
+    });
+    table(
+      document.getElementById("deployments"),
+      [["Name"], ["Strategy"], ["Shards", "num"], ["State"], ["Ticks", "num"], [""]],
+      rows,
+      "No deployments",
+    );
+  }
+
+  _renderAll() {
+    schedule("orders", () => this._renderOrders());
+    schedule("positions", () => this._renderPositions());
+    this._renderLists();
+  }
+
+  // Actions --------------------------------------------------------------------------------------
+
+  async flatten(book = "manual") {
+    if (!this.session.can("trade")) {
+      toast("error", `Your role (${this.session.user?.role}) cannot flatten positions`);
+      return;
+    }
+    const open = [...this.positions.values()].filter((p) => p.book === book && p.quantity !== 0);
+    const ok = await confirmAction(`Flatten the ${book} book? ${open.length} open position${open.length === 1 ? "" : "s"} will be closed at market.`);
+    if (!ok) return;
+    try {
+      await this.session.post("/positions/flatten", { book, confirm: true });
+      toast("warn", `Flattening the ${book} book`);
+    } catch (err) {
+      toast("error", `Flatten: ${describeError(err)}`);
+    }
+  }
+
+  moveSelection(delta) {
+    if (this.tab !== "orders") return;
+    const ids = [...document.querySelectorAll("#orders tbody tr[data-id]")].map((tr) => tr.dataset.id);
+    if (!ids.length) return;
+    const at = ids.indexOf(this.selectedOrder);
+    this.selectedOrder = ids[Math.max(0, Math.min(ids.length - 1, at < 0 ? 0 : at + delta))];
+    for (const tr of document.querySelectorAll("#orders tbody tr[data-id]")) tr.setAttribute("aria-selected", String(tr.dataset.id === this.selectedOrder));
+  }
+
+  actOnSelection(key) {
+    if (this.tab !== "orders" || !this.selectedOrder) return false;
+    const order = this.orders.get(this.selectedOrder);
+    if (!order || !ACTIVE.has(order.status)) return false;
+    if (key === "Delete") this.cancelOrder(order.client_order_id);
+    else if (key === "Enter") this.ticket.open({ key: order.instrument, order });
+    return true;
+  }
+
+  _bind() {
+    document.getElementById("book-tabs").addEventListener("click", (e) => {
+      const tab = e.target.closest("button[data-tab]")?.dataset.tab;
+      if (tab) this.show(tab);
+    });
+    document.getElementById("flatten").addEventListener("click", () => this.flatten());
+    document.querySelector(".books").addEventListener("click", async (e) => {
+      const button = e.target.closest("button[data-action]");
+      if (!button) {
+        const tr = e.target.closest("#orders tbody tr[data-id]");
+        if (tr) {
+          this.selectedOrder = tr.dataset.id;
+          this.moveSelection(0);
+        }
+        return;
+      }
+      const { action, id, name } = button.dataset;
+      try {
+        if (action === "cancel") await this.cancelOrder(id);
+        else if (action === "modify") {
+          const order = this.orders.get(id);
+          this.ticket.open({ key: order.instrument, order });
+        } else if (action === "square-off") {
+          const symbol = this.symbol(button.dataset.instrument);
+          if (await confirmAction(`Exit the ${symbol} position in ${button.dataset.book} at market?`)) {
+            await this.session.post("/positions/square-off", { book: button.dataset.book, instrument: button.dataset.instrument });
+            toast("warn", `Exiting ${symbol}`);
+          }
+        } else if (action === "gtt-cancel") {
+          await this.session.delete(`/gtt/${encodeURIComponent(id)}`);
+          this.refreshLists();
+        } else if (action === "bracket-cancel") {
+          await this.session.delete(`/brackets/${encodeURIComponent(id)}`);
+          this.refreshLists();
+        } else if (action === "deploy-start" || action === "deploy-stop") {
+          await this.session.post(`/deployments/${encodeURIComponent(name)}/${action.slice(7)}`);
+        } else if (action === "deploy-scale") {
+          await this.session.post(`/deployments/${encodeURIComponent(name)}/scale`, { shards: Number(button.dataset.shards) });
+        } else if (action === "deploy-logs") {
+          const lines = await this.session.get(`/deployments/${encodeURIComponent(name)}/logs?lines=200`);
+          const pre = document.getElementById("deployment-logs");
+          pre.textContent = lines.join("\n") || "(no log lines)";
+          pre.hidden = false;
+        }
+      } catch (err) {
+        toast("error", describeError(err));
+      }
+    });
+  }
+}
