@@ -325,3 +325,42 @@ async def test_order_update_socket_needs_a_token_and_caps_connections(
     assert err.value.status == 429
     for ws in sockets:
         await ws.close()
+
+
+async def test_a_client_that_stops_reading_loses_ticks_visibly(
+    sim: SimServer, http: aiohttp.ClientSession
+) -> None:
+    """The feed never waits for a slow reader: what it cannot take is dropped, counted and seen as gaps."""
+    chosen = NSE[:50]
+    sim.set_tick_rate(0)
+    async with http.ws_connect(sim.stream_url, headers=stream_headers(sim, await login(http, sim))) as ws:
+        await ws.send_str(subscribe_message(chosen, FeedMode.SNAP_QUOTE))
+        await ws.send_str("ping")
+        assert (await ws.receive_str(timeout=5)) == "pong"  # answered in order: the subscription holds
+        before = sum(sim.last_seq(inst.key) for inst in chosen)
+        sim.set_tick_rate(60_000)
+        deadline = time.monotonic() + 60
+        while sim.counters()["dropped"] == 0:  # not reading: socket buffers fill, then drops start
+            assert time.monotonic() < deadline, "the server never started dropping for a stalled client"
+            await asyncio.sleep(0.05)
+        heads = bytearray()
+        got = [0]
+
+        def keep(data: bytes) -> None:
+            heads.extend(data[2:35])
+            got[0] += 1
+
+        # Read again while the feed runs: deliveries resume past the dropped stretch.
+        resumed_at = sim.counters()["sent"] + 2_000
+        await receive_until(ws, lambda: got[0] >= resumed_at, keep, timeout_s=60)
+        sim.set_tick_rate(0)
+        counters = sim.counters()
+        await receive_until(ws, lambda: got[0] >= counters["sent"], keep, timeout_s=60)
+    head = np.frombuffer(bytes(heads), dtype=HEAD)
+    assert len(head) == counters["sent"]
+    generated = sum(sim.last_seq(inst.key) for inst in chosen) - before
+    assert counters["sent"] + counters["dropped"] == generated  # every tick accounted for
+    gaps = sum(
+        int(np.count_nonzero(np.diff(head["seq"][head["token"] == t.token.encode()]) > 1)) for t in chosen
+    )
+    assert gaps > 0
