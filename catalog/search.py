@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,12 +31,15 @@ import numpy as np
 import polars as pl
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
 _LINE_END = 0x0A  # separates the lines of the haystack
 _FIELD_SEP = 0x09  # separates symbol and name within a line
 _CHUNK = 256  # candidates converted to Python ints at a time
 _SMALL_RUN = 64  # prefix runs this short are just sorted
+_DIRECT_CHECK = 256  # candidate lists this short are verified without narrowing
+_RUN = 8192  # most candidates narrowed at a time (runs grow from _CHUNK up to this)
+_INTERSECT = 3  # other grams used for narrowing (the rarest ones)
 
 
 @dataclass(frozen=True)
@@ -158,8 +162,9 @@ class SymbolSearch:
         self._cash_names = [name for name, _ in pairs]
         self._cash_iids = [iid for _, iid in pairs]
         self._haystack = arrays.haystack.tobytes()
-        self._starts: list[int] = arrays.starts.tolist()
+        self._starts = array("q", arrays.starts.tobytes())  # plain ints for bytes.find, 8 bytes each
         self._present_bytes = np.bincount(arrays.haystack, minlength=256) > 0
+        self._scratch = np.zeros(order.size, dtype=bool)  # see _candidates; always left all False
 
     def search(self, text: str, limit: int = 20) -> list[int]:
         """Iids matching `text` (case-insensitive), best first, at most `limit`."""
@@ -226,24 +231,56 @@ class SymbolSearch:
         index = np.minimum(np.searchsorted(keys, grams), max(keys.size - 1, 0))
         if keys.size == 0 or (keys[index] != grams).any():
             return  # some gram of the query occurs nowhere
-        sizes = offsets[index + 1] - offsets[index]
-        rarest = int(index[int(np.argmin(sizes))])
-        candidates = arrays.gram_rows[offsets[rarest] : offsets[rarest + 1]]
+        by_size = np.unique(index)  # the same gram may occur twice in the query
+        by_size = by_size[np.argsort(offsets[by_size + 1] - offsets[by_size], kind="stable")]
+        rows = arrays.gram_rows
+        postings = [rows[offsets[k] : offsets[k + 1]] for k in by_size[: 1 + _INTERSECT].tolist()]
         haystack, starts = self._haystack, self._starts
-        for at in range(0, candidates.size, _CHUNK):
-            for iid in candidates[at : at + _CHUNK].tolist():
+        for chunk in self._candidates(postings[0], postings[1:]):
+            for iid in chunk.tolist():
                 if iid not in seen and haystack.find(query, starts[iid], starts[iid + 1]) >= 0:
                     seen.add(iid)
                     found.append(iid)
                     if len(found) == limit:
                         return
 
+    def _candidates(self, rarest: np.ndarray, others: list[np.ndarray]) -> Iterator[np.ndarray]:
+        """Runs of `rarest`, in order, keeping only iids also listed in every one of `others`.
+
+        A short list is checked as it is; a long one is first narrowed run by run through a
+        scratch bitmap of the other grams' postings over the same iid range, so that a query
+        made of common grams but matching little does not verify tens of thousands of lines.
+        """
+        if rarest.size <= _DIRECT_CHECK or not others:
+            yield from (rarest[at : at + _CHUNK] for at in range(0, rarest.size, _CHUNK))
+            return
+        marks = self._scratch
+        at, size = 0, _CHUNK
+        while at < rarest.size:
+            run = rarest[at : at + size]
+            at, size = at + size, min(size * 2, _RUN)  # small first: a common query stops early
+            keep = np.ones(run.size, dtype=bool)
+            # needles of the haystack's dtype: mixed dtypes make numpy copy the whole list
+            bounds = np.array((run[0], run[-1] + 1), dtype=rarest.dtype)
+            for other in others:
+                lo, hi = np.searchsorted(other, bounds).tolist()
+                part = other[lo:hi]
+                if part.size > 4 * run.size:  # look the few up in the many
+                    where = np.minimum(np.searchsorted(part, run), max(part.size - 1, 0))
+                    keep &= part[where] == run if part.size else False
+                else:  # mark the many, read the marks of the few
+                    marks[part] = True
+                    keep &= marks[run]
+                    marks[part] = False
+            yield run[keep]
+
     def _bigram(self, query: bytes, limit: int, seen: set[int], found: list[int]) -> None:
         # Every occurrence of two bytes begins some gram (each line ends in a separator), so
         # the answer is the union of the postings of the grams starting with them.
         arrays = self._arrays
         base = (query[0] << 16) | (query[1] << 8)
-        k_lo, k_hi = np.searchsorted(arrays.gram_keys, [base, base + 256]).tolist()
+        bounds = np.array((base, base + 256), dtype=arrays.gram_keys.dtype)
+        k_lo, k_hi = np.searchsorted(arrays.gram_keys, bounds).tolist()
         need = limit - len(found) + len(seen)
         offsets = arrays.gram_offsets[k_lo : k_hi + 1].tolist()
         rows = arrays.gram_rows
