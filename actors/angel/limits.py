@@ -40,14 +40,20 @@ class WindowBudget:
     urgent_reserve : float
         Fraction of each window's cap only urgent calls may use (rounded down, so a cap of 1
         reserves nothing: priority order alone serves urgent calls first there).
+    slack_s : float
+        Added to every window: requests reach the broker with varying delay, so calls spaced
+        exactly one window apart here can land inside one window there.
     """
 
-    def __init__(self, limit: RateLimit, urgent_reserve: float = 0.1) -> None:
+    def __init__(self, limit: RateLimit, urgent_reserve: float = 0.1, slack_s: float = 0.0) -> None:
         if not 0 <= urgent_reserve < 1:
             raise ValueError(f"urgent_reserve must be in [0, 1), got {urgent_reserve}")
+        if slack_s < 0:
+            raise ValueError(f"slack_s must be >= 0, got {slack_s}")
         self.limit = limit
         self._windows = [
-            (length, cap, cap - int(cap * urgent_reserve), deque[float]()) for length, cap in limit.windows()
+            (length + slack_s, cap, cap - int(cap * urgent_reserve), deque[float]())
+            for length, cap in limit.windows()
         ]
         self._blocked_until = float("-inf")
 
@@ -86,6 +92,8 @@ class RateLimiter:
         Caps per group; Angel's published table by default.
     urgent_reserve : float
         Fraction of each window held for urgent calls.
+    slack_s : float
+        Safety margin added to every window (network jitter between here and the broker).
     clock : Callable[[], float]
         Monotonic seconds.
     sleep : Callable[[float], Awaitable[None]]
@@ -97,10 +105,13 @@ class RateLimiter:
         limits: Mapping[EndpointGroup, RateLimit] = RATE_LIMITS,
         *,
         urgent_reserve: float = 0.1,
+        slack_s: float = 0.05,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._budgets = {group: WindowBudget(limit, urgent_reserve) for group, limit in limits.items()}
+        self._budgets = {
+            group: WindowBudget(limit, urgent_reserve, slack_s) for group, limit in limits.items()
+        }
         self._clock = clock
         self._sleep = sleep
         self._queues: dict[EndpointGroup, list[tuple[int, int, asyncio.Future[None]]]] = {

@@ -285,7 +285,8 @@ class AngelRestClient:
         )
 
     async def quote(self, instruments: Sequence[str], mode: str = "FULL") -> list[BrokerQuote]:
-        """Quotes for any number of instruments (asked for in chunks of 50, Angel's cap)."""
+        """Quotes in the order asked for (fetched in chunks of 50, Angel's cap); ones the broker
+        could not fetch are left out (and logged)."""
         if mode not in ("LTP", "OHLC", "FULL"):
             raise ValueError(f"quote mode must be LTP, OHLC or FULL, not {mode!r}")
         quotes: list[BrokerQuote] = []
@@ -302,7 +303,8 @@ class AngelRestClient:
                 self._parse_quotes,
                 read_only=True,
             )
-        return quotes
+        by_key = {q.instrument: q for q in quotes}
+        return [by_key[key] for key in dict.fromkeys(instruments) if key in by_key]
 
     @staticmethod
     def _parse_quotes(data: Any) -> list[BrokerQuote]:

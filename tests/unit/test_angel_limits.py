@@ -141,6 +141,13 @@ def test_greedy_callers_never_exceed_any_window(arrivals: list[tuple[float, Prio
     assert windows_respected(normal, 1.0, 4) and windows_respected(normal, 60.0, 32)
 
 
+def test_slack_widens_every_window() -> None:
+    budget = WindowBudget(RATE_LIMITS[EndpointGroup.BOOKS], slack_s=0.05)
+    budget.record(0.0)
+    assert budget.wait_time(1.0, Priority.URGENT) == pytest.approx(0.05)
+    assert budget.wait_time(1.05, Priority.URGENT) == 0
+
+
 def test_block_until_holds_every_priority() -> None:
     budget = WindowBudget(RATE_LIMITS[ORDERS])
     budget.block_until(5.0)
@@ -155,7 +162,7 @@ def test_bad_reserve_is_refused() -> None:
 
 async def test_a_cancel_is_not_stuck_behind_a_burst_of_entries() -> None:
     clock = ManualClock()
-    limiter = RateLimiter(urgent_reserve=0.1, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(urgent_reserve=0.1, slack_s=0.0, clock=clock, sleep=clock.sleep)
     entries = [asyncio.ensure_future(limiter.acquire(ORDERS, Priority.NORMAL)) for _ in range(60)]
     await asyncio.wait_for(asyncio.gather(*entries[:18]), timeout=5)
     assert limiter.queued(ORDERS) == 42
@@ -168,7 +175,7 @@ async def test_a_cancel_is_not_stuck_behind_a_burst_of_entries() -> None:
 
 async def test_urgent_callers_are_served_before_queued_entries() -> None:
     clock = ManualClock()
-    limiter = RateLimiter(urgent_reserve=0.0, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(urgent_reserve=0.0, slack_s=0.0, clock=clock, sleep=clock.sleep)
     served: list[tuple[str, float]] = []
 
     async def call(name: str, priority: Priority) -> None:
@@ -188,7 +195,7 @@ async def test_urgent_callers_are_served_before_queued_entries() -> None:
 
 async def test_broker_back_off_delays_the_next_call() -> None:
     clock = ManualClock()
-    limiter = RateLimiter(clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(slack_s=0.0, clock=clock, sleep=clock.sleep)
     await limiter.acquire(EndpointGroup.MARKET_DATA)
     limiter.back_off(EndpointGroup.MARKET_DATA, 2.5)
     await clock.run_until_done(
@@ -201,7 +208,7 @@ async def test_broker_back_off_delays_the_next_call() -> None:
 
 async def test_a_caller_that_gives_up_does_not_use_a_slot() -> None:
     clock = ManualClock()
-    limiter = RateLimiter({EndpointGroup.BOOKS: RateLimit(1)}, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter({EndpointGroup.BOOKS: RateLimit(1)}, slack_s=0.0, clock=clock, sleep=clock.sleep)
     await limiter.acquire(EndpointGroup.BOOKS)
     quitter = asyncio.ensure_future(limiter.acquire(EndpointGroup.BOOKS))
     stayer = asyncio.ensure_future(limiter.acquire(EndpointGroup.BOOKS))
@@ -215,7 +222,7 @@ async def test_a_caller_that_gives_up_does_not_use_a_slot() -> None:
 
 async def test_groups_do_not_share_budgets() -> None:
     clock = ManualClock()
-    limiter = RateLimiter(clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(slack_s=0.0, clock=clock, sleep=clock.sleep)
     for _ in range(3):
         await limiter.acquire(EndpointGroup.CANDLES)
     await asyncio.wait_for(limiter.acquire(EndpointGroup.MARKET_DATA), timeout=5)
