@@ -364,3 +364,54 @@ async def test_a_client_that_stops_reading_loses_ticks_visibly(
         int(np.count_nonzero(np.diff(head["seq"][head["token"] == t.token.encode()]) > 1)) for t in chosen
     )
     assert gaps > 0
+
+
+async def test_replay_plays_a_recording_in_order(tmp_path: Any, http: aiohttp.ClientSession) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from actors.ticks import TICK_SCHEMA, empty_ticks, ticks_to_batch
+
+    keys = [("NSE", "1000"), ("NFO", "777777"), ("NSE", "1000"), ("NFO", "777777"), ("NSE", "1000")]
+    prices = [250_000, 1_234_567, 250_005, 1_234_560, 249_995]  # NFO:777777 is not in the universe
+    ticks = empty_ticks(len(keys))
+    ticks["ltp"] = prices
+    ticks["ltq"] = 1
+    ticks["ts_exchange_ns"] = 1_790_000_000_000_000_000 + np.arange(len(keys)) * 1_000_000
+    table = pa.Table.from_batches([ticks_to_batch(ticks)], schema=TICK_SCHEMA)
+    table = table.append_column("exchange", pa.array([k[0] for k in keys]))
+    table = table.append_column("token", pa.array([k[1] for k in keys]))
+    path = tmp_path / "recording.parquet"
+    pq.write_table(table, path)
+
+    sim = SimServer(
+        SimConfig(enforce_rate_limits=False, instruments=30, replay_path=str(path), tick_rate=1_000)
+    )
+    await sim.start()
+    sim.set_tick_rate(0)  # hold the recording until the subscription is in
+    try:
+        async with http.ws_connect(sim.stream_url, headers=stream_headers(sim, await login(http, sim))) as ws:
+            sub = {"exchangeType": 1, "tokens": ["1000"]}, {"exchangeType": 2, "tokens": ["777777"]}
+            await ws.send_str(json.dumps({"action": 1, "params": {"mode": 1, "tokenList": list(sub)}}))
+            await ws.send_str("ping")
+            assert (await ws.receive_str(timeout=5)) == "pong"
+            sim.set_tick_rate(1_000)
+            played: list[tuple[str, int, int, int]] = []
+
+            def keep(data: bytes) -> None:
+                packet = np.frombuffer(data, dtype=LTP_DTYPE)[0]
+                played.append(
+                    (
+                        packet["token"].decode(),
+                        int(packet["seq"]),
+                        int(packet["ltp"]),
+                        int(packet["ts_exchange_ms"]),
+                    )
+                )
+
+            await receive_until(ws, lambda: len(played) == len(keys), keep)
+    finally:
+        await sim.stop()
+    assert [(t, p) for t, _, p, _ in played] == [(k[1], p) for k, p in zip(keys, prices, strict=True)]
+    assert [s for t, s, _, _ in played if t == "1000"] == [1, 2, 3]
+    assert played[0][3] == 1_790_000_000_000 and played[-1][3] == 1_790_000_000_004
