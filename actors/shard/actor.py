@@ -20,6 +20,7 @@ import numpy as np
 import ray
 
 from actors.orders import OrderRequest, OrderUpdate
+from actors.shard.instant_fills import InstantFillGateway
 from actors.shard.shard import ShardSpec, StrategyShard
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,9 @@ class StrategyShardActor:
         The router's name, to register with; ``None`` skips registration.
     max_pending_batches : int, default 4
         Batches handed over but not yet handled before `on_ticks` starts waiting.
+    instant_fills : bool, default False
+        Fill every order at once in-process at the last traded price instead of sending it to
+        the execution actor: the bare-node comparison of `shardline bench`, never trading.
     """
 
     def __init__(
@@ -98,21 +102,26 @@ class StrategyShardActor:
         execution: str = EXECUTION,
         router: str | None = ROUTER,
         max_pending_batches: int = 4,
+        instant_fills: bool = False,
     ) -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         self._spec = spec
-        self._shard = StrategyShard(spec, ExecutionActorGateway(execution))
+        self._instant: InstantFillGateway | None = InstantFillGateway() if instant_fills else None
+        gateway = self._instant or ExecutionActorGateway(execution)
+        self._shard = StrategyShard(spec, gateway)
+        self._keys_by_iid = self._shard.keys_by_iid
         self._pending: deque[concurrent.futures.Future[int]] = deque()
         self._max_pending = max(1, max_pending_batches)
         self._handover: asyncio.Lock | None = None
-        self._announce(execution, router)
+        self._announce(None if instant_fills else execution, router)
 
-    def _announce(self, execution: str, router: str | None) -> None:
+    def _announce(self, execution: str | None, router: str | None) -> None:
         context = ray.get_runtime_context()
         actor_name = context.get_actor_name() or self._spec.name
         try:
-            handle = ray.get_actor(execution, namespace=NAMESPACE)
-            ray.get(handle.register_book.remote(self._spec.deployment, actor_name), timeout=30)
+            if execution is not None:
+                handle = ray.get_actor(execution, namespace=NAMESPACE)
+                ray.get(handle.register_book.remote(self._spec.deployment, actor_name), timeout=30)
         except ValueError:
             log.warning(
                 "%s: no %r actor yet; its order updates reach only submit answers", actor_name, execution
@@ -140,6 +149,8 @@ class StrategyShardActor:
                 self._pending.popleft()
             while len(self._pending) >= self._max_pending:
                 await asyncio.wrap_future(self._pending.popleft())
+            if self._instant is not None:
+                self._instant.mark_batch(self._keys_by_iid, ticks)
             future = self._shard.submit_ticks(ticks)
             if future.done():
                 return future.result()  # refused: the shard is not running

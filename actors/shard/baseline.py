@@ -4,6 +4,8 @@
   sample strategies are deterministic on a tick sequence).
 - `run_bare_shard`: the shard's own plain class (`StrategyShard`, one live `TradingNode` on its own
   thread) fed in-process, with orders filled by `InstantFillGateway` — the shard minus Ray.
+- `run_ray_shard`: the same shard as a Ray actor, fed through `on_ticks` from this process — the
+  figure to compare with the bare shard (Ray's overhead).
 
 Both convert the ticks with the shard's `TickConverter` and report throughput as ticks per second
 of wall time. `random_walk_ticks` makes a reproducible tick sequence for either.
@@ -27,9 +29,8 @@ from nautilus_trader.model.enums import AccountType, OmsType, OrderStatus
 from nautilus_trader.model.identifiers import Venue
 from nautilus_trader.model.objects import Money
 
-from actors.orders import Fill, OrderRequest, OrderUpdate
-from actors.orders import OrderStatus as ShardlineOrderStatus
 from actors.shard.conversion import TickConverter
+from actors.shard.instant_fills import InstantFillGateway
 from actors.shard.loading import build_strategy
 from actors.shard.universe import ShardInstrument
 from actors.ticks import TICK_DTYPE, FeedMode
@@ -167,88 +168,6 @@ def run_backtest(
         engine.dispose()
 
 
-class InstantFillGateway:
-    """An in-process execution stand-in: every order fills at once, in full, at its limit or the last price.
-
-    It answers `submit` with the FILLED update (one fill per order). Its last-price view comes from
-    `mark(instrument_key, price)`; a market order for an instrument never marked is rejected.
-    """
-
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
-        self._count = 0
-        self.requests: list[OrderRequest] = []
-
-    def mark(self, instrument_key: str, price: int) -> None:
-        self._last[instrument_key] = price
-
-    def mark_batch(self, keys_by_iid: dict[int, str], ticks: np.ndarray) -> None:
-        """Remember each instrument's last traded price in a batch."""
-        if not len(ticks):
-            return
-        iids = ticks["iid"]
-        # The last row per iid: unique on the reversed array finds last occurrences.
-        uniq, last_rev = np.unique(iids[::-1], return_index=True)
-        last_rows = len(iids) - 1 - last_rev
-        for iid, row in zip(uniq.tolist(), last_rows.tolist(), strict=True):
-            key = keys_by_iid.get(iid)
-            price = int(ticks["ltp"][row])
-            if key is not None and price > 0:
-                self._last[key] = price
-
-    async def submit(self, order: OrderRequest) -> OrderUpdate:
-        self.requests.append(order)
-        self._count += 1
-        venue_id = f"IF{self._count:08d}"
-        price = order.price or self._last.get(order.instrument, 0)
-        now = time.time_ns()
-        if price <= 0:
-            return OrderUpdate(
-                client_order_id=order.client_order_id,
-                venue_order_id=None,
-                book=order.book,
-                instrument=order.instrument,
-                status=ShardlineOrderStatus.REJECTED,
-                reason="no last price to fill at",
-                ts_ns=now,
-            )
-        fill = Fill(
-            client_order_id=order.client_order_id,
-            venue_order_id=venue_id,
-            trade_id=f"T{self._count:08d}",
-            book=order.book,
-            instrument=order.instrument,
-            side=order.side,
-            quantity=order.quantity,
-            price=price,
-            product=order.product,
-            ts_ns=now,
-        )
-        return OrderUpdate(
-            client_order_id=order.client_order_id,
-            venue_order_id=venue_id,
-            book=order.book,
-            instrument=order.instrument,
-            status=ShardlineOrderStatus.FILLED,
-            filled_quantity=order.quantity,
-            avg_price=price,
-            ts_ns=now,
-            fill=fill,
-        )
-
-    async def cancel(self, client_order_id: str) -> OrderUpdate | None:
-        return None  # everything has filled already: nothing rests to cancel
-
-    async def modify(
-        self,
-        client_order_id: str,
-        quantity: int | None = None,
-        price: int | None = None,
-        trigger_price: int | None = None,
-    ) -> OrderUpdate | None:
-        return None
-
-
 def run_bare_shard(
     strategy: str,
     config: dict[str, Any],
@@ -296,6 +215,64 @@ def run_bare_shard(
     handled = int(stats["ticks_handled"])
     return BaselineResult(
         engine="bare-shard",
+        strategy=strategy,
+        rows=len(ticks),
+        ticks=handled,
+        seconds=seconds,
+        ticks_per_s=handled / seconds if seconds > 0 else 0.0,
+        orders=int(stats["orders_sent"]),
+        filled=int(stats["fills"]),
+        latency_us=stats["latency_recv_to_strategy"],
+    )
+
+
+def run_ray_shard(
+    strategy: str,
+    config: dict[str, Any],
+    instruments: Sequence[ShardInstrument],
+    ticks: np.ndarray,
+    batch_size: int = 4096,
+    in_flight: int = 2,
+    log_level: str = "ERROR",
+) -> BaselineResult:
+    """Run `strategy` in a shard actor on the connected Ray cluster, orders filled in the actor.
+
+    Batches go through `on_ticks` with at most `in_flight` calls outstanding, as a router would.
+    """
+    import ray
+
+    from actors.shard.actor import start_shard_actor
+    from actors.shard.shard import ShardSpec
+
+    spec = ShardSpec(
+        deployment=f"bench-{time.time_ns() % 10**8}",
+        strategy=strategy,
+        config=config,
+        instruments=tuple(instruments),
+        log_level=log_level,
+    )
+    actor = start_shard_actor(spec, router=None, instant_fills=True)
+    try:
+        ray.get(actor.ready.remote(), timeout=120)
+        refs: deque[Any] = deque()
+        started = time.perf_counter()
+        for start in range(0, len(ticks), batch_size):
+            batch = ticks[start : start + batch_size].copy()
+            now = time.time_ns()
+            batch["ts_recv_ns"] = now
+            batch["ts_exchange_ns"] = now
+            if len(refs) >= in_flight:
+                ray.get(refs.popleft(), timeout=120)
+            refs.append(actor.on_ticks.remote(batch))
+        ray.get(list(refs), timeout=120)
+        ray.get(actor.drain.remote(), timeout=120)
+        seconds = time.perf_counter() - started
+        stats = ray.get(actor.stats.remote(), timeout=60)
+    finally:
+        ray.kill(actor, no_restart=True)
+    handled = int(stats["ticks_handled"])
+    return BaselineResult(
+        engine="ray-shard",
         strategy=strategy,
         rows=len(ticks),
         ticks=handled,

@@ -11,8 +11,9 @@ for the router), and an exception from a strategy surfaces here with the tick th
 instead of ending the process (what LiveDataEngine does with an unexpected error).
 
 After each batch the node lets the order commands and events the batch caused run (risk engine →
-execution engine → client → events: one loop turn each) before it takes the next batch, so that
-under a full load orders are not starved behind queued ticks.
+execution engine → client → events: a loop turn or two each) before it takes the next batch, so
+under a full load orders are not starved behind queued ticks. It does not wait for the execution
+actor's answers: an order in flight to it does not hold the ticks back.
 
 A strategy that raises — on a tick, on an order event, at start — turns the shard `failed`: the
 error is logged with its context and kept in `stats()`, the node is stopped, the process lives.
@@ -345,16 +346,29 @@ class StrategyShard:
         node, client = self._node, self._exec_client
         if node is None or client is None:
             return
-        risk, execution = node.kernel.risk_engine, node.kernel.exec_engine
+        risk, execution, cache = node.kernel.risk_engine, node.kernel.exec_engine, node.kernel.cache
+        idle = 0
         for _ in range(SETTLE_TURNS):
+            # Orders the strategy created that the execution engine has not yet taken.
+            unsubmitted = (
+                cache.orders_total_count()
+                - cache.orders_closed_count()
+                - cache.orders_open_count()
+                - cache.orders_inflight_count()
+                - cache.orders_emulated_count()
+            )
             busy = (
-                risk.cmd_qsize()
+                unsubmitted
+                or risk.cmd_qsize()
                 or risk.evt_qsize()
                 or execution.cmd_qsize()
                 or execution.evt_qsize()
                 or client.has_unsent_commands
             )
-            if not busy:
+            # The engines enqueue with call_soon, so a message is out of every queue for one turn:
+            # only two idle turns in a row mean idle.
+            idle = 0 if busy else idle + 1
+            if idle == 2:
                 return
             await asyncio.sleep(0)  # one loop turn for the engines' queue tasks
 

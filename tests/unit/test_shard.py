@@ -19,7 +19,8 @@ from nautilus_trader.trading.strategy import Strategy
 from actors.orders import Fill, OrderRequest, OrderUpdate, Product, Side
 from actors.orders import OrderStatus as Status
 from actors.orders import OrderType as ShardlineOrderType
-from actors.shard.baseline import InstantFillGateway, random_walk_ticks
+from actors.shard.baseline import random_walk_ticks
+from actors.shard.instant_fills import InstantFillGateway
 from actors.shard.shard import FAILED, RUNNING, STOPPED, ShardSpec, StrategyShard
 from actors.shard.universe import ShardInstrument
 from actors.ticks import TICK_DTYPE, FeedMode
