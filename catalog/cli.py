@@ -132,7 +132,8 @@ def load(
     if as_json:
         typer.echo(json.dumps({"seconds": round(elapsed, 3), "counts": counts, **report.to_dict()}))
         return
-    table = Table(title=f"{len(catalog)} instruments from {report.source} in {elapsed:.2f}s")
+    typer.echo(f"{len(catalog)} instruments from {report.source} in {elapsed:.2f}s")
+    table = Table()
     table.add_column("exchange")
     table.add_column("type")
     table.add_column("instruments", justify="right")
