@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "catalog.cli",
     "actors.sim.cli",
     "actors.shard.cli",
+    "actors.angel.cli",
 ]
 
 

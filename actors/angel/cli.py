@@ -1,0 +1,55 @@
+"""`shardline bench feed`: SmartStream client throughput over loopback, and pure decode speed."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from cluster.errors import ShardlineError
+
+LIBRARIES = ("aiohttp", "websockets")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    @bench_app.command("feed")
+    def bench_feed(
+        rate: Annotated[int, typer.Option("--rate", help="ticks per second the simulator sends")] = 100_000,
+        seconds: Annotated[
+            float, typer.Option("--seconds", help="how long to measure (after 1 s warm-up)")
+        ] = 10.0,
+        instruments: Annotated[
+            int, typer.Option("--instruments", help="instruments subscribed (1000 per socket, up to 3000)")
+        ] = 1000,
+        mode: Annotated[str, typer.Option("--mode", help="ltp, quote or snap_quote")] = "snap_quote",
+        library: Annotated[
+            str, typer.Option("--library", help="websocket library: aiohttp, websockets or both")
+        ] = "aiohttp",
+        as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    ) -> None:
+        """The simulator (own process) streams to the feed client (this process) over loopback."""
+        from actors.angel.bench import run_decode_bench, run_feed_bench
+
+        if not 1 <= rate <= 1_000_000:
+            raise ShardlineError(f"--rate must be 1..1000000 ticks/s, not {rate}")
+        if seconds <= 0:
+            raise ShardlineError(f"--seconds must be positive, not {seconds}")
+        if not 1 <= instruments <= 3000:
+            raise ShardlineError(f"--instruments must be 1..3000 (3 sockets × 1000), not {instruments}")
+        if mode not in ("ltp", "quote", "snap_quote"):
+            raise ShardlineError(f"--mode must be ltp, quote or snap_quote, not {mode!r}")
+        if library not in (*LIBRARIES, "both"):
+            raise ShardlineError(f"--library must be aiohttp, websockets or both, not {library!r}")
+        chosen = LIBRARIES if library == "both" else (library,)
+        result: dict[str, Any] = {
+            lib: run_feed_bench(rate, seconds, instruments, mode, lib)  # type: ignore[arg-type]
+            for lib in chosen
+        }
+        if len(chosen) == 1:
+            result = result[chosen[0]]
+        result["pure_decode"] = run_decode_bench(instruments)
+        if as_json:
+            typer.echo(json.dumps(result))
+        else:
+            typer.echo(json.dumps(result, indent=2))
