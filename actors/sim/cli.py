@@ -82,6 +82,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         instruments: Annotated[int, typer.Option("--instruments")] = 1000,
         mode: Annotated[int, typer.Option("--mode", help="1 LTP, 2 QUOTE, 3 SNAP_QUOTE")] = 3,
         connections: Annotated[int, typer.Option("--connections", help="1 to 3 sockets")] = 1,
+        client: Annotated[
+            str, typer.Option("--client", help="bulk (numpy frame split) or aiohttp (one await per message)")
+        ] = "bulk",
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     ) -> None:
         """Simulator feed throughput over loopback: a separate server process, the client here."""
@@ -89,7 +92,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
         if mode not in (1, 2, 3) or not 1 <= connections <= 3 or rate < 1 or seconds <= 0:
             raise ShardlineError("--mode must be 1-3, --connections 1-3, --rate >= 1 and --seconds > 0")
-        result = run_stream_bench(rate, seconds, instruments, mode, connections)
+        if client not in ("bulk", "aiohttp"):
+            raise ShardlineError(f"--client must be bulk or aiohttp, not {client!r}")
+        result = run_stream_bench(rate, seconds, instruments, mode, connections, client)
         _print(result, as_json)
 
     @bench_app.command("sim-send-paths")
