@@ -498,6 +498,9 @@ class TickRouter:
             deployment.reseed()
         return shard.generation
 
+    def is_up(self, name: str, index: int) -> bool:
+        return self._deployment(name).shard(index).up
+
     def shard_down(self, name: str, index: int) -> None:
         """Stop delivering to a shard; its share is held in its buffer (by the deployment's policy)."""
         self._deployment(name).shard(index).up = False

@@ -1,0 +1,329 @@
+"""The router actor (named "router"): a thin async shell around `TickRouter`.
+
+Feeds call `push(batch)`; it returns once the whole batch is buffered, so a `block` deployment
+whose shard falls behind slows the feed down (back-pressure), while a `conflate` one never does.
+One delivery loop per shard drains its buffer into the shard actor's `on_ticks(ticks) -> int`,
+with at most `max_in_flight` calls outstanding (1 keeps per-instrument order: Ray does not order
+calls to an async actor).
+
+A shard that dies (`RayActorError`) loses the ticks it had in flight (counted as dropped at
+failure); its share is held in its buffer until it is back: Ray restarted it and it answers
+again, or it calls `register_shard` (every shard does from its `__init__`). If it stays away
+longer than `failover_after_s`, its instruments (and their held ticks) move to the deployment's
+other shards, and come back with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import ray
+from ray.exceptions import RayActorError
+
+from actors.router.router import Delivery, DeploymentStats, RouterError, TickRouter
+from actors.ticks import batch_to_ticks
+from cluster.config import FlowPolicy, RouterConfig, ShardlineConfig
+from cluster.topology import NAMESPACE, ROUTER
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _ShardLink:
+    handle: Any = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    loop: asyncio.Task[None] | None = None
+    watchdog: asyncio.Task[None] | None = None
+    sends: set[asyncio.Task[None]] = field(default_factory=set)
+    errors: int = 0  # batches the shard raised on (its own code failed)
+
+
+@dataclass
+class _QuoteListener:
+    handle: Any
+    method: str
+    busy: asyncio.Future[Any] | None = None
+    skipped: int = 0
+
+
+class RouterActor:
+    """Ray actor body. Create it with `start_router`, or `ray.remote(RouterActor)` and options.
+
+    Parameters
+    ----------
+    config
+        The whole configuration or just its `router` section.
+    max_in_flight
+        `on_ticks` calls a shard may have outstanding.
+    max_batch
+        Most ticks in one `on_ticks` call.
+    failover_after_s
+        How long a dead shard's share is held before it moves to the other shards (None: hold
+        until it returns).
+    """
+
+    def __init__(
+        self,
+        config: ShardlineConfig | RouterConfig,
+        *,
+        max_in_flight: int = 1,
+        max_batch: int = 16_384,
+        failover_after_s: float | None = 10.0,
+    ) -> None:
+        router_config = config.router if isinstance(config, ShardlineConfig) else config
+        self._router = TickRouter(router_config, max_in_flight=max_in_flight, max_batch=max_batch)
+        self._failover_after_s = failover_after_s
+        self._links: dict[tuple[str, int], _ShardLink] = {}
+        self._space = asyncio.Event()
+        self._quote_listeners: dict[str, _QuoteListener] = {}
+        self._publisher: asyncio.Task[None] | None = None
+        self._waiting_pushes = 0
+        self._failures = 0
+        log.info(
+            "router: virtual_nodes=%d buffer_ticks=%d max_in_flight=%d failover_after_s=%s",
+            router_config.virtual_nodes,
+            router_config.buffer_ticks,
+            max_in_flight,
+            failover_after_s,
+        )
+
+    # -- feeds -------------------------------------------------------------------------------
+
+    async def push(self, ticks: np.ndarray | pa.RecordBatch, timeout_s: float | None = None) -> int:
+        """Buffer a tick batch; returns how many ticks were taken (all, unless `timeout_s` ran out)."""
+        if isinstance(ticks, pa.RecordBatch):
+            ticks = batch_to_ticks(ticks)
+        total = len(ticks)
+        done = 0
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            result = self._router.push(ticks[done:] if done else ticks)
+            done += result.accepted
+            for key in result.touched:
+                self._links[key].wake.set()
+            if done >= total:
+                return total
+            # A block shard is full: wait until some delivery frees space, then push the rest.
+            self._space.clear()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return done
+            self._waiting_pushes += 1
+            try:
+                await asyncio.wait_for(self._space.wait(), remaining)
+            except TimeoutError:
+                return done
+            finally:
+                self._waiting_pushes -= 1
+
+    # -- deployments and shards --------------------------------------------------------------
+
+    async def add_deployment(
+        self,
+        name: str,
+        universe: Mapping[int, str],
+        shards: int,
+        policy: FlowPolicy | str = FlowPolicy.BLOCK,
+        handles: Sequence[Any] | None = None,
+        active: bool = True,
+    ) -> DeploymentStats:
+        """Route `universe` (iid -> "EXCH:token") over `shards` shards.
+
+        Ticks are held for a shard until it registers (or its handle is given here).
+        """
+        if not isinstance(universe, Mapping):
+            raise RouterError(
+                f"deployment {name!r}: the universe must map each iid to its 'EXCH:token' key "
+                "(the ring hashes the key, which stays the same across days)"
+            )
+        self._router.add_deployment(name, universe, shards, policy, active=active)
+        for index in range(shards):
+            link = self._links[(name, index)] = _ShardLink()
+            link.loop = asyncio.get_running_loop().create_task(self._deliver(name, index, link))
+        for index, handle in enumerate(handles or ()):
+            await self.register_shard(name, index, handle)
+        return self._router.stats().deployments[name]
+
+    async def remove_deployment(self, name: str) -> DeploymentStats:
+        """Stop routing to `name`; returns its final counts (buffered ticks counted as dropped)."""
+        final = self._router.remove_deployment(name)
+        for key in [k for k in self._links if k[0] == name]:
+            link = self._links.pop(key)
+            for task in (link.loop, link.watchdog, *link.sends):
+                if task is not None:
+                    task.cancel()
+        self._space.set()
+        return final
+
+    async def register_shard(self, deployment: str, index: int, handle: Any) -> int:
+        """A shard actor (re)started: deliver to it; returns its generation."""
+        link = self._links.get((deployment, index))
+        if link is None:
+            raise RouterError(f"no deployment {deployment!r} with a shard {index} to register")
+        generation = self._router.shard_up(deployment, index)
+        link.handle = handle
+        self._wake_deployment(deployment)  # a restored ring may have moved ticks to any shard
+        log.info("router: shard %d of %s registered (generation %d)", index, deployment, generation)
+        return generation
+
+    async def set_active(self, name: str, active: bool) -> None:
+        """Start or stop routing new batches to `name` (between two batches)."""
+        self._router.set_active(name, active)
+
+    async def swap(self, old: str, new: str) -> None:
+        """Hot swap: from the next batch on, `new` gets what `old` got; `old` drains what it holds."""
+        self._router.swap(old, new)
+
+    # -- the terminal --------------------------------------------------------------------------
+
+    async def latest_quotes(self, iids: Iterable[int] | None = None) -> np.ndarray:
+        """Latest quote per instrument (`QUOTE_DTYPE`), for `iids` or every instrument seen."""
+        return self._router.quotes.snapshot(iids)
+
+    async def register_quote_listener(self, actor_name: str, method: str = "on_quotes") -> None:
+        """Push changed quotes to `actor_name.method(quotes)` at most `ui_snapshot_hz` times a second.
+
+        A listener still busy with the previous push is skipped (it gets the newer state next).
+        """
+        handle = ray.get_actor(actor_name, namespace=NAMESPACE)
+        self._quote_listeners[actor_name] = _QuoteListener(handle, method)
+        if self._publisher is None:
+            self._publisher = asyncio.get_running_loop().create_task(self._publish_quotes())
+
+    # -- health --------------------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        stats = self._router.stats()
+        deployments = msgspec.to_builtins(stats.deployments)
+        for name, deployment in deployments.items():
+            for shard in deployment["shards"]:
+                link = self._links.get((name, shard["index"]))
+                shard["registered"] = link is not None and link.handle is not None
+                shard["errors"] = link.errors if link else 0
+        return {
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id(),
+            "ticks_in": stats.received,
+            "ticks_out": sum(d.ticks_out for d in stats.deployments.values()),
+            "unrouted": stats.unrouted,
+            "rejected_iids": stats.rejected_iids,
+            "waiting_pushes": self._waiting_pushes,
+            "shard_failures": self._failures,
+            "balanced": all(d.balanced for d in stats.deployments.values()),
+            "deployments": deployments,
+        }
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _deliver(self, name: str, index: int, link: _ShardLink) -> None:
+        while True:
+            link.wake.clear()
+            delivery = self._router.take(name, index) if link.handle is not None else None
+            if delivery is None:
+                await link.wake.wait()
+                continue
+            self._space.set()
+            task = asyncio.get_running_loop().create_task(self._send(link, delivery))
+            link.sends.add(task)
+            task.add_done_callback(link.sends.discard)
+
+    async def _send(self, link: _ShardLink, delivery: Delivery) -> None:
+        try:
+            await link.handle.on_ticks.remote(delivery.ticks)
+        except RayActorError as err:
+            if self._router.fail(delivery):
+                self._failures += 1
+                log.warning(
+                    "router: shard %d of %s failed with %d ticks in flight; holding its share: %s",
+                    delivery.shard,
+                    delivery.deployment,
+                    len(delivery.ticks),
+                    str(err).splitlines()[0],
+                )
+                if link.watchdog is None or link.watchdog.done():
+                    link.watchdog = asyncio.get_running_loop().create_task(
+                        self._await_return(delivery.deployment, delivery.shard, link)
+                    )
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # the shard's own code raised on this batch: it got it, but failed
+            link.errors += 1
+            log.error(
+                "router: shard %d of %s failed on a batch: %r", delivery.shard, delivery.deployment, err
+            )
+            self._router.complete(delivery)
+        else:
+            self._router.complete(delivery)
+        finally:
+            link.wake.set()
+
+    async def _await_return(self, name: str, index: int, link: _ShardLink) -> None:
+        """Until a failed shard is back (it answers again, or registers anew), keep asking; past
+        `failover_after_s`, hand its instruments to the deployment's other shards meanwhile."""
+        loop = asyncio.get_running_loop()
+        give_up_at = None if self._failover_after_s is None else loop.time() + self._failover_after_s
+        delay = 0.05
+        while not self._router.is_up(name, index):
+            try:
+                await link.handle.__ray_ready__.remote()  # answers once Ray has restarted it
+            except RayActorError:
+                pass
+            else:
+                if not self._router.is_up(name, index):
+                    generation = self._router.shard_up(name, index)
+                    log.info("router: shard %d of %s answers again (generation %d)", index, name, generation)
+                    self._wake_deployment(name)
+                return
+            if give_up_at is not None and loop.time() >= give_up_at:
+                give_up_at = None
+                if self._router.fail_over(name, index):
+                    log.warning(
+                        "router: shard %d of %s still away after %.1f s; its instruments go to the others",
+                        index,
+                        name,
+                        self._failover_after_s,
+                    )
+                    self._wake_deployment(name)
+            await asyncio.sleep(delay)  # retry pacing while Ray restarts the actor
+            delay = min(delay * 2, 1.0)
+
+    def _wake_deployment(self, name: str) -> None:
+        for (deployment, _), link in self._links.items():
+            if deployment == name:
+                link.wake.set()
+
+    async def _publish_quotes(self) -> None:
+        interval = 1.0 / self._router.config.ui_snapshot_hz
+        while True:
+            quotes = self._router.quotes.publish_due(time.monotonic_ns())
+            if quotes is not None and len(quotes):
+                for listener in self._quote_listeners.values():
+                    if listener.busy is not None and not listener.busy.done():
+                        listener.skipped += 1
+                        continue
+                    ref = getattr(listener.handle, listener.method).remote(quotes)
+                    listener.busy = asyncio.wrap_future(ref.future())
+            await asyncio.sleep(interval)  # the snapshot rate, not a wait for a condition
+
+
+def router_actor_options(**overrides: Any) -> dict[str, Any]:
+    """Ray options of the router: named, async with room for many concurrent pushes."""
+    options: dict[str, Any] = {"name": ROUTER, "namespace": NAMESPACE, "max_concurrency": 1000}
+    options.update(overrides)
+    return options
+
+
+def start_router(
+    config: ShardlineConfig | RouterConfig, *, options: dict[str, Any] | None = None, **kwargs: Any
+) -> Any:
+    """Create the named router actor; `kwargs` go to `RouterActor`."""
+    return ray.remote(RouterActor).options(**router_actor_options(**(options or {}))).remote(config, **kwargs)
