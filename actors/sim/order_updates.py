@@ -26,7 +26,7 @@ QUEUE_LIMIT = 10_000
 class OrderUpdateConnection:
     client_code: str
     ws: web.WebSocketResponse
-    transport: asyncio.BaseTransport
+    transport: asyncio.Transport
     queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
     dropped: int = 0
 
@@ -54,7 +54,7 @@ class OrderUpdateHub:
     def drop_connections(self) -> int:
         cut = 0
         for conn in list(self.connections):
-            conn.transport.abort()  # type: ignore[attr-defined]
+            conn.transport.abort()
             cut += 1
         return cut
 
