@@ -202,7 +202,7 @@ def up(
 
     for deployment_plan in plan.deployments:
         spec = next(d for d in config.deployments if d.name == deployment_plan.name)
-        iids = [catalog.iid_of(k) for k in deployment_plan.instruments]
+        iids = {catalog.iid_of(k): k for k in deployment_plan.instruments}  # the ring hashes the key
         _wait(
             f"router deployment {spec.name}",
             [router.add_deployment.remote(spec.name, iids, spec.shards, spec.flow.value)],
