@@ -146,6 +146,10 @@ class OrderUpdateClient:
                     await self._on_reconnected()
                 if await self._serve(self._ws):
                     failures = 0
+            except (ConnectionError, aiohttp.ClientError) as err:
+                log.info("order-update socket: %s", err)
+            except Exception:  # a bug here must not end the updates: log it and reconnect
+                log.exception("order-update socket failed")
             finally:
                 self.connected.clear()
                 ws, self._ws = self._ws, None
@@ -217,9 +221,13 @@ class OrderUpdateClient:
             self.counts["greetings"] += 1
             return
         self.counts["updates"] += 1
-        result: Any = self._on_update(order)
-        if inspect.isawaitable(result):
-            await result
+        try:
+            result: Any = self._on_update(order)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # the consumer's bug: count it, keep the socket
+            self.counts["callback_errors"] += 1
+            log.exception("order-update callback failed on order %s", order.venue_order_id)
 
     async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:

@@ -238,6 +238,7 @@ class StreamStats:
         self.server_errors = 0
         self.last_server_error = ""
         self.decode_ns = 0  # time spent decoding and de-duplicating, for the benchmark
+        self.callback_errors = 0
 
 
 class _FrameBuffer:
@@ -399,6 +400,7 @@ class _Connection:
         self.received = [0]  # a list, so the receive loop bumps it without an attribute lookup
         self.opened = 0
         self.ready = asyncio.Event()
+        self.sending = asyncio.Lock()  # keeps (un)subscribe messages in the order they were decided
 
 
 class SmartStreamClient:
@@ -491,11 +493,9 @@ class SmartStreamClient:
         for conn in self._connections:
             conn.task = None
         if self._flusher is not None:
-            self._flusher.cancel()
+            self._buffer.has_frames.set()  # wake it: it delivers what is left, then ends
             await asyncio.gather(self._flusher, return_exceptions=True)
             self._flusher = None
-        if self._buffer.frames:
-            await self._deliver(*self._buffer.take())
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -508,15 +508,18 @@ class SmartStreamClient:
             if conn.task is None:
                 if self._running:
                     self._launch(conn)
-            elif conn.link is not None and conn.ready.is_set():
-                await self._send_subscriptions(conn, SUBSCRIBE, FeedMode(mode), added)
+                continue
+            async with conn.sending:
+                if conn.link is not None and conn.ready.is_set():
+                    await self._send_subscriptions(conn, SUBSCRIBE, FeedMode(mode), added)
 
     async def unsubscribe(self, keys: Sequence[str], mode: FeedMode) -> None:
         removed = self.plan.remove(keys, FeedMode(mode))
         for index, gone in removed.items():
             conn = self._connections[index]
-            if conn.link is not None and conn.ready.is_set():
-                await self._send_subscriptions(conn, UNSUBSCRIBE, FeedMode(mode), gone)
+            async with conn.sending:
+                if conn.link is not None and conn.ready.is_set():
+                    await self._send_subscriptions(conn, UNSUBSCRIBE, FeedMode(mode), gone)
 
     async def wait_connected(self, timeout: float = 10.0) -> None:
         """Until every socket that has subscriptions is open and subscribed."""
@@ -541,6 +544,7 @@ class SmartStreamClient:
             "pongs": s.pongs,
             "server_errors": s.server_errors,
             "decode_ns": s.decode_ns,
+            "callback_errors": s.callback_errors,
             "subscriptions": len(self.plan),
             "open_connections": self.open_connections(),
             **self.decoder.stats.as_dict(),
@@ -579,15 +583,20 @@ class SmartStreamClient:
                 self.stats.reconnects += 1
             conn.opened += 1
             try:
-                for mode, keys in self.plan.of_connection(conn.index).items():
-                    await self._send_subscriptions(conn, SUBSCRIBE, mode, keys)
-                conn.ready.set()
+                async with conn.sending:
+                    # Ready first, then the snapshot: a subscribe() from here on sends its own
+                    # message; one from before is in the snapshot.
+                    conn.ready.set()
+                    for mode, keys in self.plan.of_connection(conn.index).items():
+                        await self._send_subscriptions(conn, SUBSCRIBE, mode, keys)
                 before = conn.received[0]
                 await self._serve(conn)
                 if conn.received[0] > before:
                     failures = 0  # it carried data: the next drop is a fresh problem
             except (ConnectionError, aiohttp.ClientError, websockets.ConnectionClosed) as err:
                 log.info("stream socket %d: %s", conn.index, err)
+            except Exception:  # a bug here must not end the feed: log it and reconnect
+                log.exception("stream socket %d failed", conn.index)
             finally:
                 conn.ready.clear()
                 link, conn.link = conn.link, None
@@ -691,11 +700,15 @@ class SmartStreamClient:
         interval = self.config.flush_interval_ms / 1000
         while True:
             await buffer.has_frames.wait()
-            if len(buffer.frames) < buffer.max_ticks:
+            if self._running and len(buffer.frames) < buffer.max_ticks:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(interval):
                         await buffer.full.wait()
-            await self._deliver(*buffer.take())
+            frames, first_ns = buffer.take()
+            if frames:
+                await self._deliver(frames, first_ns)
+            if not self._running and not buffer.frames:
+                return
 
     async def _deliver(self, frames: list[bytes], first_ns: int) -> None:
         self.stats.frames += len(frames)
@@ -707,6 +720,10 @@ class SmartStreamClient:
             batch = ticks[start : start + step]
             self.stats.batches += 1
             self.stats.ticks_delivered += len(batch)
-            result = self._on_ticks(batch)
-            if inspect.isawaitable(result):
-                await result
+            try:
+                result = self._on_ticks(batch)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # the consumer's bug: count it, keep the feed going
+                self.stats.callback_errors += 1
+                log.exception("tick callback failed on a batch of %d ticks", len(batch))

@@ -386,3 +386,24 @@ async def test_refused_credentials_renew_the_session_and_reconnect(
     finally:
         await client.stop()
     assert angel.auth.logins == 2
+
+
+async def test_a_failing_consumer_does_not_stop_the_feed(angel: AngelConnection) -> None:
+    sink = Collected()
+    calls = [0]
+
+    def flaky(ticks: np.ndarray) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("consumer bug")
+        sink(ticks)
+
+    client = angel.stream_client(IID, flaky, FeedConfig(**FAST_RECOVERY))
+    await client.start()
+    try:
+        await client.subscribe(KEYS[:5], FeedMode.LTP)
+        await eventually(lambda: sink.count >= 200)
+    finally:
+        await client.stop()
+    assert client.counters()["callback_errors"] == 1
+    assert client.counters()["connects"] == 1
