@@ -20,7 +20,8 @@ from typing import Any
 
 import ray
 
-from catalog import InstrumentCatalog, load_default_catalog
+from catalog.catalog import InstrumentCatalog
+from catalog.sources import load_default_catalog
 from cluster.config import ROOT, Secrets, ShardlineConfig
 from cluster.errors import ShardlineError
 from cluster.topology import (

@@ -30,7 +30,7 @@ class FeedActor:
         endpoints: AngelEndpoints,
         credentials: AngelCredentials,
     ) -> None:
-        from catalog import load_default_catalog
+        from catalog.sources import load_default_catalog
 
         self._config = config
         self._initial_keys = keys

@@ -47,7 +47,7 @@ class SimulatorActor:
 
 def simulated_instruments(config: ShardlineConfig, keys: list[str]) -> list[SimInstrument]:
     """Every instrument the topology subscribes, then the catalog's first rows up to `sim.instruments`."""
-    from catalog import load_default_catalog
+    from catalog.sources import load_default_catalog
 
     catalog = load_default_catalog(config)
     wanted = [catalog.resolve(key) for key in keys]
