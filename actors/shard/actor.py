@@ -199,10 +199,23 @@ def shard_actor_options(spec: ShardSpec, **overrides: Any) -> dict[str, Any]:
     return options
 
 
-def start_shard_actor(spec: ShardSpec, **options: Any) -> Any:
-    """Create the named shard actor for `spec` (options as `shard_actor_options`, plus overrides)."""
-    actor_options = shard_actor_options(
-        spec, **{k: v for k, v in options.items() if k not in ("execution", "router")}
+def start_shard_actor(
+    spec: ShardSpec,
+    execution: str = EXECUTION,
+    router: str | None = ROUTER,
+    max_pending_batches: int = 4,
+    instant_fills: bool = False,
+    **options: Any,
+) -> Any:
+    """Create the named shard actor for `spec`; `options` override `shard_actor_options`."""
+    return (
+        ray.remote(StrategyShardActor)
+        .options(**shard_actor_options(spec, **options))
+        .remote(
+            spec,
+            execution=execution,
+            router=router,
+            max_pending_batches=max_pending_batches,
+            instant_fills=instant_fills,
+        )
     )
-    kwargs = {k: v for k, v in options.items() if k in ("execution", "router")}
-    return ray.remote(StrategyShardActor).options(**actor_options).remote(spec, **kwargs)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from actors.shard.baseline import random_walk_ticks, run_backtest, run_bare_shard
+from actors.shard.baseline import random_walk_ticks, run_backtest, run_bare_shard, run_ray_shard
 from actors.shard.universe import ShardInstrument
 from actors.ticks import FeedMode
 
@@ -26,9 +26,12 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         batch: Annotated[int, typer.Option(min=1, help="Rows per batch handed to the shard.")] = 4096,
         snap_quote: Annotated[bool, typer.Option(help="SNAP_QUOTE rows (trades and quotes).")] = False,
         seed: int = 7,
+        with_ray: Annotated[
+            bool, typer.Option("--ray", help="Also run the shard as an actor on a private local Ray.")
+        ] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = True,
     ) -> None:
-        """Throughput of one strategy on a bare BacktestEngine and on a StrategyShard without Ray."""
+        """Ticks/s of one strategy: bare BacktestEngine, StrategyShard without Ray, (--ray) its actor."""
         try:
             values = json.loads(config)
         except json.JSONDecodeError as err:
@@ -49,4 +52,16 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             if backtest.ticks_per_s
             else None,
         }
+        if with_ray:
+            import ray
+
+            ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="shardline")
+            try:
+                on_ray = run_ray_shard(strategy, values, universe, data, batch_size=batch)
+            finally:
+                ray.shutdown()
+            result["ray_shard"] = on_ray.as_dict()
+            result["ray_vs_bare_shard"] = (
+                round(on_ray.ticks_per_s / shard.ticks_per_s, 3) if shard.ticks_per_s else None
+            )
         typer.echo(json.dumps(result, indent=None if as_json else 2))
