@@ -116,26 +116,29 @@ class StrategyShardActor:
         self._announce(None if instant_fills else execution, router)
 
     def _announce(self, execution: str | None, router: str | None) -> None:
+        # A registration that fails is logged, not raised: the shard still runs, and the router
+        # and execution actor learn of it on their own restart or its next one.
         context = ray.get_runtime_context()
         actor_name = context.get_actor_name() or self._spec.name
-        try:
-            if execution is not None:
+        if execution is not None:
+            try:
                 handle = ray.get_actor(execution, namespace=NAMESPACE)
                 ray.get(handle.register_book.remote(self._spec.deployment, actor_name), timeout=30)
-        except ValueError:
-            log.warning(
-                "%s: no %r actor yet; its order updates reach only submit answers", actor_name, execution
-            )
-        if router is None:
-            return
-        try:
-            handle = ray.get_actor(router, namespace=NAMESPACE)
-            ray.get(
-                handle.register_shard.remote(self._spec.deployment, self._spec.index, context.current_actor),
-                timeout=30,
-            )
-        except ValueError:
-            log.warning("%s: no %r actor to register with", actor_name, router)
+            except ValueError:
+                log.warning(
+                    "%s: no %r actor; order updates arrive only as submit answers", actor_name, execution
+                )
+            except Exception as err:
+                log.error("%s: registering book with %r failed: %s", actor_name, execution, err)
+        if router is not None:
+            try:
+                handle = ray.get_actor(router, namespace=NAMESPACE)
+                me = context.current_actor
+                ray.get(handle.register_shard.remote(self._spec.deployment, self._spec.index, me), timeout=30)
+            except ValueError:
+                log.warning("%s: no %r actor to register with", actor_name, router)
+            except Exception as err:
+                log.error("%s: registering with %r failed: %s", actor_name, router, err)
 
     async def ready(self) -> str:
         return self._shard.state
