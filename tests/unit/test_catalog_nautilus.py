@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nautilus_trader.model.enums import AssetClass, OptionKind
@@ -56,8 +57,8 @@ def test_shape_of_each_kind(
 ) -> None:
     instrument = sample.get(key)
     assert instrument is not None
-    converted = to_nautilus(instrument)
-    assert type(converted) is cls
+    converted: Any = to_nautilus(instrument)
+    assert converted.__class__ is cls
     assert str(converted.id) == nautilus_id == instrument.nautilus_id
     assert converted.quote_currency.code == "INR"
     assert converted.price_precision == precision

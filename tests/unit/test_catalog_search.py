@@ -56,7 +56,7 @@ def test_cash_comes_before_derivatives_and_near_expiries_first(synthetic: Instru
     assert found[0].symbol == "NIFTY 50"  # exact name of a cash instrument
     kinds = [i.kind for i in found[1:]]
     assert kinds == sorted(kinds)
-    futures = [i.expiry for i in found if i.kind is InstrumentKind.FUTURE and i.name == "NIFTY"]
+    futures = [i.expiry for i in found if i.expiry and i.kind is InstrumentKind.FUTURE and i.name == "NIFTY"]
     assert futures == sorted(futures) and len(futures) == 3
 
 

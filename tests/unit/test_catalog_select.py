@@ -54,7 +54,8 @@ def test_nifty_50_constituents_is_the_fixed_list(catalog: InstrumentCatalog) -> 
 
 def test_futures_nearest_expiry_first(catalog: InstrumentCatalog) -> None:
     found = catalog.select("NIFTY futures")
-    assert [i.expiry for i in found] == sorted(i.expiry for i in found)
+    expiries = [i.expiry for i in found if i.expiry is not None]
+    assert expiries == sorted(expiries) and len(expiries) == len(found)
     assert all(i.kind is InstrumentKind.FUTURE and i.name == "NIFTY" for i in found)
     assert catalog.select("nifty futures", limit=1) == found[:1]
 
@@ -95,7 +96,9 @@ def test_monthly_options_use_the_last_expiry_of_the_month(catalog: InstrumentCat
 
 def test_options_without_a_width_take_the_whole_chain(catalog: InstrumentCatalog) -> None:
     found = catalog.select("SENSEX options")
-    chain = catalog.option_chain("SENSEX", found[0].expiry)
+    expiry = found[0].expiry
+    assert expiry is not None
+    chain = catalog.option_chain("SENSEX", expiry)
     assert found == chain.instruments()
     assert {i.exchange for i in found} == {"BFO"}
 
