@@ -48,7 +48,7 @@ SHAPES = [
 def test_shape_of_each_kind(
     sample: InstrumentCatalog,
     key: str,
-    cls: type,
+    cls: type[Any],
     nautilus_id: str,
     precision: int,
     increment: str,
