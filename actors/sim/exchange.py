@@ -351,6 +351,10 @@ class SimExchange:
         self._apply(events)
         return orderid
 
+    def end_of_day(self, ts_ns: int) -> None:
+        """The session closed: every working DAY order is cancelled (AB02)."""
+        self._apply(self.engine.expire_day(ts_ns))
+
     def on_ticks(self, indices: np.ndarray, records: np.ndarray) -> None:
         """Feed new ticks to the engine, for instruments with working orders or GTT rules only."""
         watched = self.engine.active_keys() | {

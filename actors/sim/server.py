@@ -114,6 +114,7 @@ class SimServer:
             is_open=self.hours.is_open,
             clock_ns=self.clock_ns,
             replay=self.replay,
+            on_close=self.exchange.end_of_day,
         )
         host = self.config.host
         rest_app = web.Application(client_max_size=1 << 20)

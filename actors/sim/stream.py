@@ -123,6 +123,8 @@ class SmartStreamHub:
         Wall clock for exchange timestamps.
     replay : ReplaySource, optional
         Play recorded ticks instead of the random walk.
+    on_close : callable, optional
+        Called with the time when the market is found closed after being open (checked each slice).
     """
 
     def __init__(
@@ -135,6 +137,7 @@ class SmartStreamHub:
         is_open: Callable[[int], bool],
         clock_ns: Callable[[], int],
         replay: ReplaySource | None = None,
+        on_close: Callable[[int], None] | None = None,
     ) -> None:
         self.market = market
         self.sessions = sessions
@@ -144,6 +147,8 @@ class SmartStreamHub:
         self.is_open = is_open
         self.clock_ns = clock_ns
         self.replay = replay
+        self.on_close = on_close
+        self._was_open = False
         self.connections: list[StreamConnection] = []
         self.rotation = RoundRobin()
         self._active: np.ndarray | None = None  # cached union of subscribed instruments
@@ -311,7 +316,11 @@ class SmartStreamHub:
     def tick_once(self, count: int) -> int:
         """Make and send ``count`` ticks now; returns how many were made."""
         now_ns = self.clock_ns()
-        if count <= 0 or not self.is_open(now_ns):
+        open_now = self.is_open(now_ns)
+        if self._was_open and not open_now and self.on_close is not None:
+            self.on_close(now_ns)  # the session just ended: DAY orders expire
+        self._was_open = open_now
+        if count <= 0 or not open_now:
             return 0
         if self.replay is not None:
             if self.replay.exhausted:

@@ -347,3 +347,29 @@ def test_sdk_stream_parses_every_packet_in_every_mode(
     quote = by_mode[2][-1]
     assert quote["high_price_of_the_day"] >= quote["last_traded_price"] >= quote["low_price_of_the_day"]
     assert "open_interest" not in quote and "last_traded_quantity" not in by_mode[1][-1]
+
+
+def test_session_hours_close_the_market_and_expire_day_orders(
+    tmp_path: Path, wait_until: Callable[..., Any]
+) -> None:
+    from datetime import datetime
+
+    from actors.sim.market_hours import IST
+
+    clock = Clock()
+    clock.ns = int(datetime(2026, 7, 6, 15, 29, tzinfo=IST).timestamp()) * 1_000_000_000  # a Monday
+    config = SimConfig(enforce_rate_limits=False, tick_rate=1_000, seed=11, session_hours=True)
+    with SimServer(config, INSTRUMENTS, clock_ns=clock).run_in_thread() as sim:
+        conn = connect(sim, tmp_path)
+        orderid = conn.placeOrder(order_params(price=rupees(EQUITY.base_price - 500)))
+        assert conn.orderBook()["data"][0]["status"] == "open"
+        clock.ns += 61 * 1_000_000_000  # 15:30:01: the session is over
+
+        def expired() -> bool:
+            row = conn.orderBook()["data"][0]
+            return row["status"] == "cancelled" and row["text"] == "the trading day ended"
+
+        wait_until(expired, 15, "the DAY order to expire at the close")
+        late = conn.placeOrder(order_params(price=rupees(EQUITY.base_price - 500)))
+        row = next(o for o in conn.orderBook()["data"] if o["orderid"] == late)
+        assert late != orderid and row["status"] == "rejected" and "market is closed" in row["text"]
