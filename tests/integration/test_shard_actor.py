@@ -191,3 +191,51 @@ def test_restarted_shard_announces_itself_again(
         assert ray.get(shard.on_ticks.remote(batches(200, 200)[0]), timeout=30) == 200
     finally:
         ray.kill(shard, no_restart=True)
+
+
+def test_router_feeds_two_shards_each_instrument_to_one(
+    ray_session: Any, wait_until: Callable[..., Any]
+) -> None:
+    """The real router actor splits the stream over two shard actors that registered themselves."""
+    from actors.router.actor import start_router
+    from cluster.config import RouterConfig
+
+    execution = StandInExecution.options(name="execution", namespace="shardline").remote()
+    router = start_router(RouterConfig(virtual_nodes=64, buffer_ticks=20_000))
+    universe = tuple(ShardInstrument.equity(i, f"R{i}-EQ", str(3000 + i)) for i in range(12))
+    ray.get(router.add_deployment.remote("ema-split", {i.iid: i.key for i in universe}, 2), timeout=30)
+    shards = [
+        start_shard_actor(
+            ShardSpec(
+                deployment="ema-split",
+                strategy="actors.shard.strategies.ema_cross:EMACross",
+                config={"fast_period": 5, "slow_period": 20},
+                instruments=universe,
+                index=k,
+                count=2,
+            )
+        )
+        for k in range(2)
+    ]
+    try:
+        assert ray.get([s.ready.remote() for s in shards], timeout=60) == ["running", "running"]
+        now = time.time_ns()
+        ticks = random_walk_ticks(universe, 12_000, seed=8, start_ns=now - 12_000_000, step_ns=1_000)
+        for start in range(0, len(ticks), 1_000):
+            assert ray.get(router.push.remote(ticks[start : start + 1_000]), timeout=30) == 1_000
+
+        def all_handled() -> list[dict[str, Any]] | None:
+            stats = ray.get([s.stats.remote() for s in shards])
+            return stats if sum(s["rows_handled"] for s in stats) == len(ticks) else None
+
+        stats = wait_until(all_handled, timeout_s=60, what="every tick handled by a shard")
+        assert all(s["rows_handled"] > 0 for s in stats), "both shards get a share"
+        assert all(s["unknown_rows"] == 0 and s["rows_dropped"] == 0 for s in stats)
+        traded = [set(s["positions"]) for s in stats]
+        assert not traded[0] & traded[1], "an instrument's ticks, and so its positions, live on one shard"
+        assert ray.get(router.stats.remote())["balanced"]
+    finally:
+        for shard in shards:
+            ray.kill(shard, no_restart=True)
+        ray.kill(router)
+        ray.kill(execution)
