@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +14,7 @@ from actors.angel.order_updates import OrderUpdateClient, OrderUpdateSink
 from actors.angel.rest import AngelRestClient, RetryPolicy
 from actors.angel.sdk import SmartApiGateway
 from actors.angel.stream import Library, SmartStreamClient, TickSink
-from cluster.config import FeedConfig
+from cluster.config import FeedConfig, Mode, Secrets, ShardlineConfig
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,10 @@ class AngelConnection:
         )
 
     def order_update_client(
-        self, on_update: OrderUpdateSink, config: FeedConfig | None = None
+        self,
+        on_update: OrderUpdateSink,
+        config: FeedConfig | None = None,
+        on_reconnected: Callable[[], Awaitable[None]] | None = None,
     ) -> OrderUpdateClient:
         return OrderUpdateClient(
             self.endpoints.order_url,
@@ -81,6 +84,7 @@ class AngelConnection:
             on_update,
             config,
             on_auth_refused=self.renew_session,
+            on_reconnected=on_reconnected,
         )
 
     async def close(self) -> None:
@@ -112,3 +116,23 @@ def connect(
         credentials, gateway, limiter=limiter, cache=cache, renew_margin_s=renew_margin_s, **extra
     )
     return AngelConnection(credentials, endpoints, auth, AngelRestClient(gateway, auth, limiter, retry))
+
+
+def connect_from_config(
+    config: ShardlineConfig, secrets: Secrets, endpoints: AngelEndpoints | None = None
+) -> AngelConnection:
+    """The login the config's mode calls for.
+
+    In `sim` and `sim-live` the simulator's demo account (pass the running simulator's
+    endpoints); in `paper` and `live` the broker credentials from the environment and Angel's
+    own endpoints. The session is cached, encrypted, when `SHARDLINE_SESSION_KEY` is set.
+    """
+    if config.mode in (Mode.SIM, Mode.SIM_LIVE):
+        if endpoints is None:
+            raise ValueError(f"mode {config.mode.value} needs the running simulator's endpoints")
+        credentials = AngelCredentials.for_simulator(config.sim)
+    else:
+        credentials = AngelCredentials.from_secrets(secrets)
+        endpoints = endpoints or AngelEndpoints()
+    cache = SessionCache.from_secrets(secrets, config.data_path)
+    return connect(credentials, endpoints, config.data_path, cache=cache)
