@@ -14,8 +14,9 @@ from cryptography.fernet import Fernet
 
 from actors.angel.auth import AngelCredentials, AngelSession, SessionCache, session_from_tokens
 from actors.angel.common import CANDLE_MAX_DAYS, SESSION_TTL_S, CandleInterval
+from actors.angel.factories import AngelEndpoints, connect_from_config
 from actors.angel.rest import RetryPolicy, candle_windows
-from cluster.config import Secrets
+from cluster.config import ConfigError, Secrets, parse_config
 from cluster.errors import ShardlineError
 
 SECRET = pyotp.random_base32()
@@ -158,3 +159,23 @@ def test_back_off_doubles_up_to_its_cap_with_jitter(attempt: int) -> None:
     policy = RetryPolicy(backoff_initial_s=0.25, backoff_max_s=2.0)
     ceiling = min(2.0, 0.25 * 2 ** (attempt - 1))
     assert all(ceiling / 2 <= policy.backoff(attempt) <= ceiling for _ in range(100))
+
+
+def test_the_login_follows_the_mode(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in (
+        "ANGEL_API_KEY",
+        "ANGEL_CLIENT_CODE",
+        "ANGEL_PIN",
+        "ANGEL_TOTP_SECRET",
+        "SHARDLINE_SESSION_KEY",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    secrets = Secrets(_env_file=None)  # type: ignore[call-arg]
+    sim_config = parse_config({"mode": "sim-live", "data_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match="needs the running simulator's endpoints"):
+        connect_from_config(sim_config, secrets)
+    conn = connect_from_config(sim_config, secrets, AngelEndpoints("http://127.0.0.1:1", "ws://x", "ws://y"))
+    assert conn.credentials.client_code == sim_config.sim.client_code
+    assert conn.endpoints.rest_url == "http://127.0.0.1:1"
+    with pytest.raises(ConfigError, match="ANGEL_API_KEY, ANGEL_CLIENT_CODE, ANGEL_PIN, ANGEL_TOTP_SECRET"):
+        connect_from_config(parse_config({"mode": "live", "data_dir": str(tmp_path)}), secrets)
