@@ -227,6 +227,7 @@ def load_catalog(
                 time.perf_counter() - started,
             )
             return cached
+        shutil.rmtree(entry, ignore_errors=True)  # damaged: make way for a fresh one
     phase("parsing")
     frame, report = read_scrip_master(path)
     phase("indexing")
