@@ -87,6 +87,7 @@ class OneOrderConfig(StrategyConfig, frozen=True):
     quantity: PositiveInt = 10
     limit_price: str | None = None  # a limit order at this price, else a market order
     raise_on_fill: bool = False
+    kind: str = ""  # "stop_market", "stop_limit", "market_if_touched", "market_fok": other orders
 
 
 class OneOrder(Strategy):
@@ -105,7 +106,23 @@ class OneOrder(Strategy):
             return
         self.sent = True
         qty = Quantity.from_int(self.config.quantity)
-        if self.config.limit_price is None:
+        factory, instrument_id, kind = self.order_factory, self.config.instrument_id, self.config.kind
+        trigger = Price.from_str("1001.00")
+        if kind:
+            order = {
+                "stop_market": lambda: factory.stop_market(instrument_id, OrderSide.SELL, qty, trigger),
+                "stop_limit": lambda: factory.stop_limit(
+                    instrument_id, OrderSide.SELL, qty, Price.from_str("1000.50"), trigger
+                ),
+                "market_if_touched": lambda: factory.market_if_touched(
+                    instrument_id, OrderSide.BUY, qty, trigger
+                ),
+                "market_fok": lambda: factory.market(instrument_id, OrderSide.BUY, qty, TimeInForce.FOK),
+                "fractional_price": lambda: factory.limit(
+                    instrument_id, OrderSide.BUY, qty, Price.from_str("1000.005")
+                ),
+            }[kind]()
+        elif self.config.limit_price is None:
             order = self.order_factory.market(
                 self.config.instrument_id, OrderSide.BUY, qty, tags=["product:DELIVERY"]
             )
@@ -288,6 +305,36 @@ def test_updates_become_nautilus_events(
         shard.on_order_update(update(coid, status, **fields)).result(5)
     wait_for(lambda: len(order_events(shard)) == len(events), what=f"events {events}")
     assert order_events(shard) == events
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("stop_market", (ShardlineOrderType.SL_M, 0, 100_100)),
+        ("stop_limit", (ShardlineOrderType.SL, 100_050, 100_100)),
+        ("market_if_touched", "order type MARKET_IF_TOUCHED is not supported"),
+        ("market_fok", "time in force FOK is not supported"),
+        ("fractional_price", "precision 3 > 2"),  # the engine's own risk check denies it first
+    ],
+)
+def test_order_types_map_to_the_broker_or_are_rejected(
+    shards: list[StrategyShard], kind: str, expected: tuple[ShardlineOrderType, int, int] | str
+) -> None:
+    gateway = ScriptedGateway()
+    config = {"instrument_id": SBIN.instrument_id.value, "kind": kind}
+    shard = start(shards, spec("test_shard:OneOrder", config), gateway)
+    feed(shard, live_ticks(30))
+    if isinstance(expected, str):
+        wait_for(lambda: order_events(shard) in (["OrderRejected"], ["OrderDenied"]), what="the refusal")
+        strategy = shard._strategy
+        reason = shard.thread.call(lambda: strategy.events[-1].reason).result(5)
+        assert expected in reason
+        assert gateway.requests == []
+    else:
+        wait_for(lambda: len(gateway.requests) == 1, what="the order")
+        request = gateway.requests[0]
+        assert (request.order_type, request.price, request.trigger_price) == expected
+        assert request.side is Side.SELL
 
 
 def test_market_order_product_tag_reaches_the_request(shards: list[StrategyShard]) -> None:
