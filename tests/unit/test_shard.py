@@ -82,6 +82,18 @@ class RaiseOnTick(Strategy):
             raise ValueError(f"deliberate failure on tick {self.seen}")
 
 
+class RaiseOnStartConfig(StrategyConfig, frozen=True):
+    message: str = "deliberate failure on start"
+
+
+class RaiseOnStart(Strategy):
+    def __init__(self, config: RaiseOnStartConfig) -> None:
+        super().__init__(config)
+
+    def on_start(self) -> None:
+        raise RuntimeError(self.config.message)
+
+
 class OneOrderConfig(StrategyConfig, frozen=True):
     instrument_id: InstrumentId
     quantity: PositiveInt = 10
@@ -378,6 +390,13 @@ def test_bad_strategy_config_fails_before_any_node(shards: list[StrategyShard]) 
             spec("actors.shard.strategies.ema_cross:EMACross", {"fast_period": 9, "slow_period": 3}),
             InstantFillGateway(),
         )
+
+
+def test_strategy_raising_on_start_fails_construction_clearly(shards: list[StrategyShard]) -> None:
+    with pytest.raises(
+        ShardlineError, match=r"shard-test-0: failed to start test_shard:RaiseOnStart.*deliberate"
+    ):
+        StrategyShard(spec("test_shard:RaiseOnStart", {}), InstantFillGateway(), start_timeout_s=20)
 
 
 def test_bad_batches_are_refused_with_a_clear_error(shards: list[StrategyShard]) -> None:
