@@ -191,7 +191,12 @@ class StrategyShard:
                 f"{spec.name}: the node did not start within {start_timeout_s:.0f}s"
             ) from None
         except Exception as err:
+            try:
+                self._thread.submit(self._shutdown()).result(timeout=start_timeout_s)
+            except Exception as cleanup:  # the start already failed; report that, log this
+                log.warning("%s: cleaning up after a failed start: %r", spec.name, cleanup)
             self._thread.stop()
+            self._state = STOPPED
             raise ShardlineError(f"{spec.name}: failed to start {spec.strategy}: {err}") from err
         log.info(
             "%s running %s on %d instruments (shard %d of %d)",
