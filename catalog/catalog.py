@@ -171,7 +171,8 @@ class InstrumentCatalog:
         self._option_expiries: dict[tuple[str, str], list[date]] = {}
         self._future_expiries: dict[tuple[str, str], list[date]] = {}
         self._derivative_exchanges: dict[str, list[str]] = {}
-        for kind, exchange, name, expiry, start, stop in derivatives.iter_rows():
+        columns = [derivatives.get_column(c).to_list() for c in derivatives.columns]
+        for kind, exchange, name, expiry, start, stop in zip(*columns, strict=True):
             if kind == InstrumentKind.OPTION:
                 self._chains[(exchange, name, expiry)] = (start, stop)
                 self._option_expiries.setdefault((exchange, name), []).append(expiry)
@@ -198,7 +199,9 @@ class InstrumentCatalog:
             .select("name", "iid")
             .collect()
         )
-        self._spot_of: dict[str, int] = dict(spots.iter_rows())
+        self._spot_of: dict[str, int] = dict(
+            zip(spots.get_column("name").to_list(), spots.get_column("iid").to_list(), strict=True)
+        )
 
     # -- basic lookups --------------------------------------------------------------------------
 

@@ -20,13 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
-from catalog.catalog import InstrumentCatalog
 from catalog.scrip import DUPLICATE_KEY, LoadReport, ScripFormatError, read_scrip_master
-from catalog.store import LastGood, ScripMasterStore, write_cache
+from catalog.store import LastGood, ScripMasterStore, cached_catalog
 from cluster.errors import ShardlineError
+
+if TYPE_CHECKING:
+    from catalog.catalog import InstrumentCatalog
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +167,6 @@ def refresh_scrip_master(
     finally:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
-    catalog = InstrumentCatalog(frame, report)
-    write_cache(path, catalog, store.cache_dir)
+    catalog = cached_catalog(path, frame, report, store.cache_dir)
     log.info("scrip master refreshed from %s: %s", url, report.summary())
     return RefreshResult(path=path, meta=meta, report=report, catalog=catalog)

@@ -7,8 +7,8 @@
   synth/synth-<count>-<seed>-<day>.json   generated masters (source: synth)
   cache/<stem>-<digest>/          columnar cache of one source file:
       instruments.arrow             the normalised frame in iid order (Arrow IPC)
-      search.npz                    the search index arrays
       report.json                   the load report of the original parse
+      search.npz                    the search index arrays, added by the first search
 ```
 
 A cache entry is named after the source file's path, size and modification time, so a new
@@ -32,7 +32,7 @@ from typing import Final
 
 import polars as pl
 
-from catalog.catalog import InstrumentCatalog
+from catalog.catalog import InstrumentCatalog, build_search_arrays
 from catalog.scrip import FRAME_SCHEMA, LoadReport, read_scrip_master
 from catalog.search import SearchArrays
 from cluster.errors import ShardlineError
@@ -137,6 +137,32 @@ def _cache_entry(cache_dir: Path, source: Path) -> Path:
     return cache_dir / f"{source.stem}-{digest}"
 
 
+def _search_arrays_at(entry: Path, frame: pl.DataFrame) -> Callable[[], SearchArrays]:
+    """Loader for the entry's search arrays: read them, or build them from the frame and keep
+    them in the entry for the next process. Runs on the first search only."""
+    path = entry / "search.npz"
+
+    def load() -> SearchArrays:
+        try:
+            return SearchArrays.load(path)
+        except FileNotFoundError:
+            pass  # nobody has searched this file yet
+        except Exception as err:
+            log.warning("rebuilding the search index: cannot read %s: %s", path, err)
+        arrays = build_search_arrays(frame)
+        if entry.is_dir():
+            tmp = entry / f".search.{os.getpid()}.npz"
+            try:
+                arrays.save(tmp)
+                os.replace(tmp, path)
+            except OSError as err:
+                log.warning("could not keep the search index in %s: %s", entry, err)
+                tmp.unlink(missing_ok=True)
+        return arrays
+
+    return load
+
+
 def _read_cache(entry: Path) -> InstrumentCatalog | None:
     try:
         frame = pl.read_ipc(entry / "instruments.arrow")
@@ -147,24 +173,17 @@ def _read_cache(entry: Path) -> InstrumentCatalog | None:
     if dict(frame.schema) != FRAME_SCHEMA:
         log.warning("ignoring catalog cache %s: unexpected columns", entry)
         return None
-    search_path = entry / "search.npz"
-
-    def load_search() -> SearchArrays:
-        # read on first search; if the arrays went missing, rebuild them from the frame
-        try:
-            return SearchArrays.load(search_path)
-        except Exception as err:
-            log.warning("rebuilding the search index: cannot read %s: %s", search_path, err)
-            from catalog.catalog import build_search_arrays
-
-            return build_search_arrays(frame)
-
-    return InstrumentCatalog(frame, report, load_search)
+    return InstrumentCatalog(frame, report, _search_arrays_at(entry, frame))
 
 
-def write_cache(source: Path, catalog: InstrumentCatalog, cache_dir: Path) -> None:
-    """Keep `catalog` (parsed from `source`) as the cache entry for that file."""
-    _write_cache(_cache_entry(cache_dir, source), catalog)
+def cached_catalog(
+    source: Path, frame: pl.DataFrame, report: LoadReport, cache_dir: Path
+) -> InstrumentCatalog:
+    """A catalog over a freshly parsed `source`, kept as that file's cache entry."""
+    entry = _cache_entry(cache_dir, source)
+    catalog = InstrumentCatalog(frame, report, _search_arrays_at(entry, frame))
+    _write_cache(entry, catalog)
+    return catalog
 
 
 def _write_cache(entry: Path, catalog: InstrumentCatalog) -> None:
@@ -173,7 +192,6 @@ def _write_cache(entry: Path, catalog: InstrumentCatalog) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         catalog.frame().write_ipc(tmp / "instruments.arrow")
-        catalog.search_arrays.save(tmp / "search.npz")
         (tmp / "report.json").write_text(json.dumps(catalog.report.to_dict()))
         try:
             tmp.rename(entry)
@@ -231,7 +249,7 @@ def load_catalog(
     phase("parsing")
     frame, report = read_scrip_master(path)
     phase("indexing")
-    catalog = InstrumentCatalog(frame, report)
+    catalog = InstrumentCatalog(frame, report, _search_arrays_at(entry, frame) if entry else None)
     if entry is not None:
         phase("writing cache")
         _write_cache(entry, catalog)

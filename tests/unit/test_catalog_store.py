@@ -30,7 +30,9 @@ def test_warm_load_equals_cold_load(master: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     cold = load_catalog(master, cache)
     [entry] = entries(cache)
-    assert {p.name for p in entry.iterdir()} == {"instruments.arrow", "search.npz", "report.json"}
+    assert {p.name for p in entry.iterdir()} == {"instruments.arrow", "report.json"}
+    cold.search("sbin")  # the first search builds the index and keeps it for the next process
+    assert {p.name for p in entry.iterdir()} == {"instruments.arrow", "report.json", "search.npz"}
     warm = load_catalog(master, cache)
     assert warm.frame().equals(cold.frame())
     assert warm.report == cold.report and warm.report.skipped == {"unknown instrument type": 1}
@@ -84,18 +86,23 @@ def test_a_damaged_entry_is_rebuilt(
     assert phases == ["reading cache"] and "ignoring" not in caplog.text
 
 
-def test_missing_search_arrays_are_rebuilt_on_first_search(
+def test_damaged_search_arrays_are_rebuilt_on_first_search(
     master: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = tmp_path / "cache"
     cold = load_catalog(master, cache)
+    expected = [i.key for i in cold.search("sbin", 5)]
     [entry] = entries(cache)
-    (entry / "search.npz").unlink()
+    (entry / "search.npz").write_bytes(b"PK\x03\x04 not really a zip")
     warm = load_catalog(master, cache)
     with caplog.at_level(logging.WARNING, logger="catalog.store"):
         found = warm.search("sbin", 5)
     assert "rebuilding the search index" in caplog.text
-    assert [i.key for i in found] == [i.key for i in cold.search("sbin", 5)]
+    assert [i.key for i in found] == expected
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="catalog.store"):
+        again = load_catalog(master, cache).search("sbin", 5)
+    assert [i.key for i in again] == expected and caplog.text == "", "the rebuilt index was kept"
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
