@@ -91,6 +91,9 @@ class ShardSpec:
         The product of orders that carry no "product:<NAME>" tag.
     log_level : str
         Nautilus's own log level (its logs go to the process's stdout).
+    max_orders_per_s : int
+        The node's own order-rate throttle (submits, and separately modifies); orders beyond it
+        wait in the engine. The broker's limits are the execution actor's to enforce.
     """
 
     deployment: str
@@ -102,12 +105,15 @@ class ShardSpec:
     starting_balance_rupees: int = 10_000_000
     product: Product = Product.INTRADAY
     log_level: str = "WARNING"
+    max_orders_per_s: int = 100
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
             raise ShardlineError(f"shard index {self.index} outside 0..{self.count - 1}")
         if not self.instruments:
             raise ShardlineError(f"deployment {self.deployment!r}: shard has no instruments")
+        if self.max_orders_per_s <= 0:
+            raise ShardlineError(f"max_orders_per_s must be positive, was {self.max_orders_per_s}")
 
     @classmethod
     def from_deployment(
@@ -216,7 +222,11 @@ class StrategyShard:
             logging=LoggingConfig(log_level=spec.log_level, log_colors=False),
             # A strategy error on an order event must not end the process (the default is os._exit).
             data_engine=LiveDataEngineConfig(graceful_shutdown_on_exception=True),
-            risk_engine=LiveRiskEngineConfig(graceful_shutdown_on_exception=True),
+            risk_engine=LiveRiskEngineConfig(
+                graceful_shutdown_on_exception=True,
+                max_order_submit_rate=f"{spec.max_orders_per_s}/00:00:01",
+                max_order_modify_rate=f"{spec.max_orders_per_s}/00:00:01",
+            ),
             exec_engine=LiveExecEngineConfig(
                 reconciliation=False,  # the execution actor's journal is the record of orders
                 inflight_check_interval_ms=0,

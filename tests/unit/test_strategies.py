@@ -120,3 +120,37 @@ def test_saved_state_restores_the_indicators(path: str, config: dict[str, Any]) 
         agree += expected == got
     # EMAs have infinite memory, so a window replay converges rather than matching bit for bit
     assert agree / 500 > 0.95
+
+
+@pytest.mark.parametrize(("path", "config"), SAMPLES)
+def test_live_shard_matches_the_backtest_tick_by_tick(path: str, config: dict[str, Any]) -> None:
+    """Fed one tick per batch, with fills before the next tick, the shard orders what the backtest does."""
+    from actors.shard.instant_fills import InstantFillGateway
+    from actors.shard.shard import ShardSpec, StrategyShard
+
+    instruments = INSTRUMENTS[:3]
+    ticks = random_walk_ticks(instruments, 1_200, seed=21)
+    _, trail = run_backtest(path, config, instruments, ticks)
+    gateway = InstantFillGateway()
+    shard = StrategyShard(
+        ShardSpec(
+            deployment="parity",
+            strategy=path,
+            config=config,
+            instruments=tuple(instruments),
+            max_orders_per_s=100_000,  # the backtest's clock never throttles a burst
+        ),
+        gateway,
+    )
+    try:
+        keys = shard.keys_by_iid
+        for k in range(len(ticks)):
+            row = ticks[k : k + 1]
+            gateway.mark_batch(keys, row)
+            assert shard.submit_ticks(row).result(timeout=10) == 1
+    finally:
+        shard.stop()
+    ids = {i.key: i.instrument_id.value for i in instruments}
+    live = [(ids[r.instrument], r.side.value, str(r.quantity)) for r in gateway.requests]
+    assert len(trail) > 10
+    assert live == [(instrument, side, quantity) for instrument, side, quantity, _ in trail]
