@@ -22,10 +22,9 @@ import ray
 
 from catalog.catalog import InstrumentCatalog
 from catalog.sources import load_default_catalog
-from cluster.config import ROOT, Secrets, ShardlineConfig
+from cluster.config import Secrets, ShardlineConfig
 from cluster.errors import ShardlineError
 from cluster.topology import (
-    EXECUTION,
     NAMESPACE,
     PORTFOLIO,
     ROUTER,
@@ -73,8 +72,11 @@ def connect_ray(config: ShardlineConfig, address: str | None, dashboard: bool = 
 
     Returns True when this call started the local head (so `down` stops it again).
     """
+    if ray.is_initialized():  # the caller (a test, a job driver) is already connected
+        return False
     if address:
-        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False, runtime_env=_runtime_env(address))
+        # Nodes of a real cluster have the project installed by their setup commands (deploy/ray).
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         return False
     try:
         ray.init(address="auto", namespace=NAMESPACE, log_to_driver=False)
@@ -97,16 +99,6 @@ def connect_ray(config: ShardlineConfig, address: str | None, dashboard: bool = 
         raise ShardlineError(f"could not start a local Ray head: {done.stderr.strip().splitlines()[-1:]}")
     ray.init(address="auto", namespace=NAMESPACE, log_to_driver=False)
     return True
-
-
-def _runtime_env(address: str) -> dict[str, Any]:
-    """A remote cluster gets the project code through the job's working_dir."""
-    if address.startswith(("ray://", "auto")) or address.count(":") == 1:
-        return {
-            "working_dir": str(ROOT),
-            "excludes": [".venv", "data", ".git", "test-artifacts", "ui/vendor/*.map"],
-        }
-    return {}
 
 
 def _detached(name: str, **extra: Any) -> dict[str, Any]:
@@ -148,7 +140,7 @@ def up(
     """Start everything the config asks for; returns where to find it."""
     from actors.angel.auth import AngelCredentials
     from actors.angel.factories import AngelEndpoints
-    from actors.execution.actor import ExecutionActor
+    from actors.execution.actor import start_execution
     from actors.feed.actor import FeedActor
     from actors.portfolio.actor import PaperPortfolioActor
     from actors.router.actor import RouterActor
@@ -191,11 +183,11 @@ def up(
 
     progress("starting portfolio, execution and router")
     portfolio = remote(PaperPortfolioActor).options(**_detached(PORTFOLIO)).remote(config)
-    pin = {config.execution.pin_resource: 0.001}
-    execution = (
-        remote(ExecutionActor)
-        .options(**_detached(EXECUTION, resources=pin))
-        .remote(config, endpoints=endpoints, credentials=credentials)
+    execution = start_execution(
+        config,
+        options={"lifetime": "detached", "get_if_exists": True, "num_cpus": 0},
+        endpoints=endpoints,
+        credentials=credentials,
     )
     router = remote(RouterActor).options(**_detached(ROUTER, max_concurrency=1000)).remote(config)
     _wait("portfolio, execution and router", [a.stats.remote() for a in (portfolio, execution, router)])
@@ -274,9 +266,7 @@ def down(config: ShardlineConfig, address: str | None = None, stop_ray: bool | N
     """Stop the terminal and every shardline actor; stop the local Ray head if `up` started it."""
     path = run_state_path(config)
     state: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
-    try:
-        ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False)
-    except ConnectionError:
+    if not _join(address):
         path.unlink(missing_ok=True)
         return []
     stopped = []
@@ -303,12 +293,21 @@ def down(config: ShardlineConfig, address: str | None = None, stop_ray: bool | N
     return sorted(stopped)
 
 
-def status(address: str | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
-    """The supervisor's status document (ShardlineError when nothing runs)."""
+def _join(address: str | None) -> bool:
+    """Connect to the running cluster (or keep the current connection); False if none runs."""
+    if ray.is_initialized():
+        return True
     try:
         ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False)
     except ConnectionError:
-        raise ShardlineError("no Ray cluster is running here; start one with `shardline up`") from None
+        return False
+    return True
+
+
+def status(address: str | None = None, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The supervisor's status document (ShardlineError when nothing runs)."""
+    if not _join(address):
+        raise ShardlineError("no Ray cluster is running here; start one with `shardline up`")
     try:
         supervisor = ray.get_actor(SUPERVISOR, namespace=NAMESPACE)
     except ValueError:
