@@ -9,7 +9,7 @@ objects that a shard never touches.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, overload
@@ -231,6 +231,11 @@ class InstrumentCatalog:
     def iid_of(self, key: str) -> int | None:
         """The dense id for "EXCH:token", or None (no Instrument is made)."""
         return self._by_key.get(key)
+
+    def iids(self, keys: Iterable[str]) -> np.ndarray:
+        """Dense ids of "EXCH:token" keys as int32, -1 where a key is unknown (for lookup arrays)."""
+        get = self._by_key.get
+        return np.fromiter((get(key, -1) for key in keys), dtype=np.int32)
 
     def resolve_token(self, exchange: str, token: str) -> Instrument | None:
         """The instrument with `token` on `exchange` (tokens repeat across exchanges), or None."""

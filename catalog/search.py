@@ -164,7 +164,6 @@ class SymbolSearch:
         self._haystack = arrays.haystack.tobytes()
         self._starts = array("q", arrays.starts.tobytes())  # plain ints for bytes.find, 8 bytes each
         self._present_bytes = np.bincount(arrays.haystack, minlength=256) > 0
-        self._scratch = np.zeros(order.size, dtype=bool)  # see _candidates; always left all False
 
     def search(self, text: str, limit: int = 20) -> list[int]:
         """Iids matching `text` (case-insensitive), best first, at most `limit`."""
@@ -254,7 +253,7 @@ class SymbolSearch:
         if rarest.size <= _DIRECT_CHECK or not others:
             yield from (rarest[at : at + _CHUNK] for at in range(0, rarest.size, _CHUNK))
             return
-        marks = self._scratch
+        marks = np.zeros(self._arrays.order.size, dtype=bool)  # per call: searches may run in threads
         at, size = 0, _CHUNK
         while at < rarest.size:
             run = rarest[at : at + size]

@@ -180,6 +180,13 @@ def test_resolve_errors_name_the_problem(catalog: InstrumentCatalog, spec: str, 
         catalog.resolve(spec)
 
 
+def test_iids_of_keys_for_lookup_arrays(catalog: InstrumentCatalog) -> None:
+    sbin = catalog.resolve("NSE:SBIN-EQ")
+    nifty = catalog.resolve("NSE:NIFTY 50")
+    found = catalog.iids(["NSE:3045", "NSE:404404", nifty.key])
+    assert found.dtype.name == "int32" and found.tolist() == [sbin.iid, -1, nifty.iid]
+
+
 def test_lookups_miss_cleanly(catalog: InstrumentCatalog) -> None:
     assert catalog.get("NSE:0") is None
     assert catalog.resolve_token("NFO", "3045") is None
