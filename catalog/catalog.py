@@ -8,7 +8,6 @@ objects that a shard never touches.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -24,9 +23,9 @@ from cluster.errors import ShardlineError
 if TYPE_CHECKING:
     from catalog.scrip import LoadReport
 
-log = logging.getLogger(__name__)
-
 _EPOCH = date(1970, 1, 1)
+_NO_DATE = -(2**31)  # in the int32 days-since-epoch column: no expiry
+_NO_STRIKE = -1  # strikes are positive
 _DERIVATIVE_EXCHANGE_ORDER = ("NFO", "BFO", "MCX", "CDS", "NCDEX")
 _EXCHANGE_RANK = {exchange: rank for rank, exchange in enumerate(EXCHANGES)}
 
@@ -140,9 +139,8 @@ class InstrumentCatalog:
         )
         self._names, self._name_codes = _codes(frame.get_column("name"))
         self._types, self._type_codes = _codes(frame.get_column("instrument_type"))
-        self._kinds = frame.get_column("kind").to_numpy()
-        self._expiry_days = frame.get_column("expiry").cast(pl.Int32).fill_null(-1).to_numpy()
-        self._strikes = frame.get_column("strike").fill_null(-1).to_numpy()
+        self._expiry_days = frame.get_column("expiry").cast(pl.Int32).fill_null(_NO_DATE).to_numpy()
+        self._strikes = frame.get_column("strike").fill_null(_NO_STRIKE).to_numpy()
         option_types, self._option_type_codes = _codes(frame.get_column("option_type"))
         self._option_types: list[str | None] = [t or None for t in option_types]
         self._lot_sizes = frame.get_column("lot_size").to_numpy()
@@ -287,8 +285,8 @@ class InstrumentCatalog:
             self._symbol_keys[iid][len(exchange) + 1 :],
             self._names[self._name_codes.item(iid)],
             self._types[self._type_codes.item(iid)],
-            None if days < 0 else self._date(days),
-            None if strike < 0 else strike,
+            None if days == _NO_DATE else self._date(days),
+            None if strike == _NO_STRIKE else strike,
             self._option_types[self._option_type_codes.item(iid)],
             self._lot_sizes.item(iid),
             self._tick_sizes.item(iid),
@@ -326,8 +324,8 @@ class InstrumentCatalog:
                 symbol_key[len(exchange) + 1 :],
                 names[name],
                 types[itype],
-                None if days < 0 else date_of(days),
-                None if strike < 0 else strike,
+                None if days == _NO_DATE else date_of(days),
+                None if strike == _NO_STRIKE else strike,
                 option_types[option_type],
                 lot,
                 tick,
