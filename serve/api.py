@@ -171,6 +171,7 @@ def create_api(
     jwt_secret: str,
     feed: HubFeed | None,
     heartbeat_s: float = 10.0,
+    replica: str = "local",
 ) -> FastAPI:
     """Build the terminal app.
 
@@ -187,7 +188,9 @@ def create_api(
     """
     users = UserDirectory(config.users)
     tokens = TokenIssuer(jwt_secret, users, config.serve.access_token_ttl_s, config.serve.refresh_token_ttl_s)
-    broadcaster = Broadcaster(service, tokens, config.serve.ws_max_rate_hz, heartbeat_s=heartbeat_s)
+    broadcaster = Broadcaster(
+        service, tokens, config.serve.ws_max_rate_hz, heartbeat_s=heartbeat_s, replica=replica
+    )
     state = TerminalState(
         config=config,
         service=service,

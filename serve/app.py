@@ -34,10 +34,13 @@ MAX_ONGOING_REQUESTS = 1000
 class TerminalIngress:
     """One terminal replica; the ASGI app is built after construction, on the replica."""
 
-    def __init__(self, config_data: dict[str, Any], jwt_secret: str, redis_url: str | None) -> None:
+    def __init__(
+        self, config_data: dict[str, Any], jwt_secret: str, redis_url: str | None, heartbeat_s: float = 10.0
+    ) -> None:
         self._config = parse_config(config_data, "terminal deployment")
         self._jwt_secret = jwt_secret
         self._redis_url = redis_url
+        self._heartbeat_s = heartbeat_s
         try:
             catalog: CatalogLookup | None = CatalogLookup.load(self._config)
         except Exception:  # the replica still serves login, health and account routes
@@ -46,10 +49,18 @@ class TerminalIngress:
         self._service = TerminalService(self._config, catalog, ActorDirectory())
 
     def __serve_build_asgi_app__(self) -> Any:
-        return create_api(self._config, self._service, self._jwt_secret, connect_feed(self._redis_url))
+        replica = serve.get_replica_context().replica_id.unique_id
+        return create_api(
+            self._config,
+            self._service,
+            self._jwt_secret,
+            connect_feed(self._redis_url),
+            heartbeat_s=self._heartbeat_s,
+            replica=replica,
+        )
 
 
-def build_app(config: ShardlineConfig, env: Secrets | None = None) -> Application:
+def build_app(config: ShardlineConfig, env: Secrets | None = None, heartbeat_s: float = 10.0) -> Application:
     """The terminal application, bound to `config`; the JWT secret is fixed here, once for all replicas."""
     env = env or Secrets()
     jwt_secret = env.shardline_jwt_secret.get_secret_value() if env.shardline_jwt_secret else None
@@ -64,16 +75,18 @@ def build_app(config: ShardlineConfig, env: Secrets | None = None) -> Applicatio
             "target_ongoing_requests": scaling.target_ongoing_requests,
         },
     )
-    return deployment.bind(config.model_dump(mode="json"), jwt_secret, env.redis_url)
+    return deployment.bind(config.model_dump(mode="json"), jwt_secret, env.redis_url, heartbeat_s)
 
 
-def run(config: ShardlineConfig, env: Secrets | None = None, blocking: bool = False) -> None:
+def run(
+    config: ShardlineConfig, env: Secrets | None = None, blocking: bool = False, heartbeat_s: float = 10.0
+) -> None:
     """Start Serve's HTTP proxy on the configured address and deploy the terminal (Ray must be up)."""
     env = env or Secrets()
     if not env.redis_url:
         get_or_create_hub_actor()
     serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
-    serve.run(build_app(config, env), name=APP_NAME, route_prefix="/", blocking=blocking)
+    serve.run(build_app(config, env, heartbeat_s), name=APP_NAME, route_prefix="/", blocking=blocking)
     logger.info("terminal at http://%s:%d", config.serve.host, config.serve.port)
 
 

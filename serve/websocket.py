@@ -6,9 +6,11 @@ client → server
     ``{"type": "auth", "token": "<access token>"}``   first message; again later to extend the session
     ``{"type": "subscribe", "channels": ["quote:NSE:3045", "orders"], "id": 7}``
     ``{"type": "unsubscribe", "channels": [...]}``
+    ``{"type": "ack", "frames": 40}``                   how many frames the client has handled so far
     ``{"type": "ping", "id": 8}``
 server → client
-    ``{"type": "authenticated", "user": ..., "role": ..., "expires_at": ..., "heartbeat_s": ...}``
+    ``{"type": "authenticated", "user": ..., "role": ..., "expires_at": ..., "heartbeat_s": ...,
+    "ack_window": 32}``
     ``{"type": "snapshot", "channel": ..., "data": ...}``       once per subscribe, before updates
     ``{"type": "update", "channel": ..., "key": ..., "data": ...}``
     ``{"type": "heartbeat", "ts": <epoch ms>}``, ``{"type": "pong", "id": 8}``
@@ -18,6 +20,11 @@ One `Broadcaster` per replica receives every hub update once, keeps the latest m
 offers each update to the outboxes of the sessions subscribed to its channel. Offering never
 waits: each session has its own sender task, so a slow socket only delays itself, and its outbox
 holds latest state only (see `serve.conflation`).
+
+Flow control is by acknowledgement, not by the socket: behind Serve's proxy a replica's ``send``
+never blocks (the proxy queues), so the replica cannot see a slow client through the socket. A
+client may have at most ``ack_window`` frames sent and not yet acknowledged; past that its updates
+wait in its outbox, where newer state replaces older.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ logger = logging.getLogger(__name__)
 CLOSE_UNAUTHENTICATED = 4401
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_SUBSCRIPTIONS = 500
+ACK_WINDOW = 32  # frames a client may be behind before its updates wait (and conflate)
 RECENT_ALERTS = 50
 
 _encode = msgspec.json.Encoder().encode
@@ -78,6 +86,8 @@ class ClientSession:
     channels: set[str] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closing: tuple[int, str] | None = None  # set to close once the outbox is flushed
+    frames_sent: int = 0
+    frames_acked: int = 0
 
     def close_after_flush(self, code: int, reason: str) -> None:
         self.closing = (code, reason[:120])
@@ -103,6 +113,10 @@ class Broadcaster:
         How often each client hears from the server when nothing else is sent.
     auth_timeout_s
         How long a new connection may take to authenticate.
+    replica
+        This replica's name, told to each client when it authenticates (for logs and tests).
+    ack_window
+        Frames a client may have unacknowledged before its updates wait in its outbox.
     clock, monotonic
         Wall time (token expiry) and a monotonic clock (rates), passed in for tests.
     """
@@ -114,6 +128,8 @@ class Broadcaster:
         max_rate_hz: float,
         heartbeat_s: float = 10.0,
         auth_timeout_s: float = 5.0,
+        replica: str = "local",
+        ack_window: int = ACK_WINDOW,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -122,6 +138,8 @@ class Broadcaster:
         self._max_rate_hz = max_rate_hz
         self.heartbeat_s = heartbeat_s
         self._auth_timeout_s = auth_timeout_s
+        self.replica = replica
+        self._ack_window = ack_window
         self._clock = clock
         self._monotonic = monotonic
         self._subscribers: dict[str, set[ClientSession]] = {}
@@ -265,6 +283,8 @@ class Broadcaster:
             "expires_at": session.grant.expires_at,
             "heartbeat_s": self.heartbeat_s,
             "max_rate_hz": self._max_rate_hz,
+            "replica": self.replica,
+            "ack_window": self._ack_window,
         }
 
     async def _receive_loop(self, session: ClientSession) -> None:
@@ -276,13 +296,17 @@ class Broadcaster:
                 message = self._parse(text)
                 ref = message.get("id")
                 await self._handle(session, message)
-            except (ValueError, ChannelError, PermissionDenied, AuthError) as err:
+            except (ValueError, ChannelError, PermissionDenied, AuthError, TerminalError) as err:
                 self.stats.bad_messages += 1
-                code = {
-                    ChannelError: "bad_channel",
-                    PermissionDenied: "forbidden",
-                    AuthError: "unauthenticated",
-                }.get(type(err), "bad_message")
+                code = (
+                    err.code
+                    if isinstance(err, TerminalError)
+                    else {
+                        ChannelError: "bad_channel",
+                        PermissionDenied: "forbidden",
+                        AuthError: "unauthenticated",
+                    }.get(type(err), "bad_message")
+                )
                 session.push_first({"type": "error", "code": code, "message": str(err), "id": ref})
                 if isinstance(err, AuthError):
                     session.close_after_flush(CLOSE_UNAUTHENTICATED, str(err))
@@ -308,13 +332,21 @@ class Broadcaster:
         elif kind == "unsubscribe":
             for name in self._channel_names(message):
                 self._unsubscribe(session, parse_channel(name).name)
+        elif kind == "ack":
+            frames = message.get("frames")
+            if not isinstance(frames, int) or isinstance(frames, bool):
+                raise ValueError("ack needs 'frames', the number of frames handled")
+            session.frames_acked = max(session.frames_acked, min(frames, session.frames_sent))
+            session.wake.set()
         elif kind == "ping":
             session.push_first({"type": "pong", "id": message.get("id"), "ts": int(self._clock() * 1000)})
         elif kind == "auth":
             self._authorise(session, message)
             session.push_first(self._authenticated(session))
         else:
-            raise ValueError(f"unknown message type {kind!r}; one of: auth, subscribe, unsubscribe, ping")
+            raise ValueError(
+                f"unknown message type {kind!r}; one of: auth, subscribe, unsubscribe, ack, ping"
+            )
 
     def _check_grant(self, session: ClientSession) -> None:
         if session.grant is None or self._clock() >= session.grant.expires_at:
@@ -402,10 +434,14 @@ class Broadcaster:
         try:
             while True:
                 session.wake.clear()
+                if session.closing is None and session.frames_sent - session.frames_acked >= self._ack_window:
+                    await session.wake.wait()  # an ack (or a close) wakes it; the outbox conflates meanwhile
+                    continue
                 due = outbox.take_due(self._monotonic())
                 if due:
                     texts = [str(t) for t in due]
                     await websocket.send_text(texts[0] if len(texts) == 1 else "[" + ",".join(texts) + "]")
+                    session.frames_sent += 1
                     self.stats.frames_sent += 1
                     self.stats.messages_sent += len(due)
                     continue
@@ -444,6 +480,7 @@ class Broadcaster:
 
     def describe(self) -> dict[str, Any]:
         return {
+            "replica": self.replica,
             "sessions": len(self._sessions),
             "channels": len(self._subscribers),
             "latest": len(self._latest),

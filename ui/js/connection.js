@@ -1,6 +1,9 @@
 // The terminal's WebSocket: authenticates, keeps the subscriptions the panels ask for, and comes
 // back after a drop with exponential back-off, resubscribing everything. Handlers get
 // (message, arrivedAt) where arrivedAt is performance.now() when the frame arrived.
+//
+// Flow control: the server sends at most `ack_window` frames ahead of our acknowledgements, so a
+// busy tab receives the latest state instead of a backlog. Frames are acknowledged once handled.
 
 const BACKOFF_START_MS = 500;
 const BACKOFF_MAX_MS = 10_000;
@@ -18,6 +21,9 @@ export class Connection extends EventTarget {
     this._watchdog = null;
     this._lastHeard = 0;
     this._stopped = true;
+    this.frames = 0;
+    this.acked = 0;
+    this.ackEvery = 8;
     session.addEventListener("change", () => {
       if (!session.accessToken) this.stop();
       else if (this.state === "live") this._send({ type: "auth", token: session.accessToken });
@@ -66,12 +72,16 @@ export class Connection extends EventTarget {
     this.ws = ws;
     this._setState("connecting");
     ws.onopen = () => ws.send(JSON.stringify({ type: "auth", token: this.session.accessToken }));
+    this.frames = 0;
+    this.acked = 0;
     ws.onmessage = (event) => {
       const arrivedAt = performance.now();
       this._lastHeard = arrivedAt;
       const data = JSON.parse(event.data);
       if (Array.isArray(data)) for (const message of data) this._dispatch(message, arrivedAt);
       else this._dispatch(data, arrivedAt);
+      this.frames += 1;
+      if (this.frames - this.acked >= this.ackEvery) this._ack();
     };
     ws.onclose = (event) => this._closed(ws, event);
     ws.onerror = () => {}; // onclose follows and carries the reconnect
@@ -87,6 +97,7 @@ export class Connection extends EventTarget {
       }
       case "authenticated":
         this.heartbeatMs = (message.heartbeat_s || 10) * 1000;
+        this.ackEvery = Math.max(1, Math.floor((message.ack_window || 32) / 4));
         this.backoff = BACKOFF_START_MS;
         if (this.state !== "live") {
           this._setState("live");
@@ -122,13 +133,20 @@ export class Connection extends EventTarget {
     this._retryTimer = setTimeout(() => this._connect(), delay);
   }
 
+  _ack() {
+    this.acked = this.frames;
+    this._send({ type: "ack", frames: this.frames });
+  }
+
   _startWatchdog() {
     clearInterval(this._watchdog);
     this._lastHeard = performance.now();
     this._watchdog = setInterval(() => {
+      // Frames left unacknowledged by a quiet spell still count against the window: settle them.
+      if (this.frames > this.acked) this._ack();
       // Silence for three heartbeats means the socket is dead even if the browser has not noticed.
       if (performance.now() - this._lastHeard > 3 * this.heartbeatMs && this.ws) this.ws.close(4000, "silent");
-    }, this.heartbeatMs);
+    }, Math.min(this.heartbeatMs, 250));
   }
 
   _send(message) {
