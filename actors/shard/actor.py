@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 from collections import deque
 from typing import Any
 
@@ -172,7 +173,11 @@ class StrategyShardActor:
         return await asyncio.wrap_future(self._shard.on_order_update(update))
 
     async def stats(self) -> dict[str, Any]:
-        return await asyncio.wrap_future(self._shard.stats_future())
+        stats: dict[str, Any] = await asyncio.wrap_future(self._shard.stats_future())
+        # The supervisor tells restarts by a new pid, and shows where each shard runs.
+        stats["pid"] = os.getpid()
+        stats["node"] = ray.get_runtime_context().get_node_id()[:12]
+        return stats
 
     async def save_state(self) -> dict[str, bytes]:
         return await asyncio.wrap_future(self._shard.save_state_future())
