@@ -275,7 +275,7 @@ class RedisHubFeed:
                 latest = await client.hgetall(REDIS_LATEST_KEY)
                 snapshot = []
                 for field, value in latest.items():
-                    channel, _, key = _text(field).rpartition("|")
+                    channel, _, key = _text(field).partition("|")  # channels never hold "|"
                     snapshot.append(HubUpdate(0, channel, key, self._decode(_bytes(value))))
                 if snapshot:
                     deliver(snapshot)
