@@ -57,7 +57,7 @@ async def test_ray_hub_feed_follows_publishes_and_survives_a_hub_restart(ray_ses
     import ray
 
     options = {"name": "hub-restart-test", "max_restarts": -1, "num_cpus": 0, "max_concurrency": 100}
-    hub = ray.remote(HubActor).options(namespace="shardline", **options).remote()
+    hub: Any = ray.remote(HubActor).options(namespace="shardline", **options).remote()
     publisher = RayHubPublisher(hub)
     publisher.publish([("quote:NSE:3045", "", {"ltp": 100})])
     collector = Collector()
@@ -94,7 +94,7 @@ async def test_redis_hub_snapshot_then_pubsub(redis_url: str) -> None:
             ("alerts", "a-1", {"message": "not kept as state"}),
         ]
     )
-    stored = publisher._redis.hkeys(REDIS_LATEST_KEY)
+    stored: list[bytes] = publisher._redis.hkeys(REDIS_LATEST_KEY)  # type: ignore[assignment]
     assert sorted(k.decode() for k in stored) == ["positions|manual|NSE:3045", "quote:NSE:3045|"]
 
     collector = Collector()
