@@ -8,6 +8,7 @@ objects that a shard never touches.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -126,17 +127,25 @@ class InstrumentCatalog:
         self._frame = frame
         n = frame.height
         self._n = n
-        keyed = frame.select(
-            key=pl.concat_str("exchange", pl.lit(":"), "token"),
-            symbol_key=pl.concat_str("exchange", pl.lit(":"), "symbol"),
-        )
-        self._keys: list[str] = keyed.get_column("key").to_list()
-        self._by_key: dict[str, int] = dict(zip(self._keys, range(n), strict=True))
-        self._symbol_keys: list[str] = keyed.get_column("symbol_key").to_list()
-        # reversed so that, of two records repeating a symbol in a segment, the lower iid wins
-        self._by_symbol: dict[str, int] = dict(
-            zip(reversed(self._symbol_keys), range(n - 1, -1, -1), strict=True)
-        )
+        # One Python string per token and per symbol, shared by the lookup dicts and the
+        # Instruments; per-exchange dicts need no "EXCH:token" strings of their own.
+        self._tokens: list[str] = frame.get_column("token").to_list()
+        self._symbols: list[str] = frame.get_column("symbol").to_list()
+        self._exchanges, self._exchange_codes = _codes(frame.get_column("exchange"))
+        self._by_token: dict[str, dict[str, int]] = {exchange: {} for exchange in self._exchanges}
+        self._by_symbol: dict[str, dict[str, int]] = {exchange: {} for exchange in self._exchanges}
+        iids = list(range(n))
+        runs = _runs(self._exchange_codes, frame.get_column("kind").to_numpy())
+        for start, stop in runs:
+            exchange = self._exchanges[self._exchange_codes.item(start)]
+            self._by_token[exchange].update(zip(self._tokens[start:stop], iids[start:stop], strict=True))
+        # last run first, each backwards: of two records repeating a symbol, the lower iid wins
+        for start, stop in reversed(runs):
+            exchange = self._exchanges[self._exchange_codes.item(start)]
+            by_symbol = self._by_symbol[exchange]
+            by_symbol.update(
+                zip(reversed(self._symbols[start:stop]), reversed(iids[start:stop]), strict=True)
+            )
         self._names, self._name_codes = _codes(frame.get_column("name"))
         self._types, self._type_codes = _codes(frame.get_column("instrument_type"))
         self._expiry_days = frame.get_column("expiry").cast(pl.Int32).fill_null(_NO_DATE).to_numpy()
@@ -207,7 +216,7 @@ class InstrumentCatalog:
         return self._n
 
     def __contains__(self, key: object) -> bool:
-        return key in self._by_key
+        return isinstance(key, str) and self.iid_of(key) is not None
 
     @property
     def instruments(self) -> InstrumentSequence:
@@ -223,26 +232,30 @@ class InstrumentCatalog:
 
     def get(self, key: str) -> Instrument | None:
         """The instrument for "EXCH:token", or None."""
-        iid = self._by_key.get(key)
+        iid = self.iid_of(key)
         return None if iid is None else self.by_iid(iid)
 
     def iid_of(self, key: str) -> int | None:
         """The dense id for "EXCH:token", or None (no Instrument is made)."""
-        return self._by_key.get(key)
+        exchange, _, token = key.partition(":")
+        tokens = self._by_token.get(exchange)
+        return None if tokens is None else tokens.get(token)
 
     def iids(self, keys: Iterable[str]) -> np.ndarray:
         """Dense ids of "EXCH:token" keys as int32, -1 where a key is unknown (for lookup arrays)."""
-        get = self._by_key.get
-        return np.fromiter((get(key, -1) for key in keys), dtype=np.int32)
+        iid_of = self.iid_of
+        return np.fromiter((-1 if (iid := iid_of(key)) is None else iid for key in keys), dtype=np.int32)
 
     def resolve_token(self, exchange: str, token: str) -> Instrument | None:
         """The instrument with `token` on `exchange` (tokens repeat across exchanges), or None."""
-        iid = self._by_key.get(f"{exchange}:{token}")
+        tokens = self._by_token.get(exchange)
+        iid = None if tokens is None else tokens.get(token)
         return None if iid is None else self.by_iid(iid)
 
     def resolve_symbol(self, exchange: str, symbol: str) -> Instrument | None:
         """The instrument with trading symbol `symbol` on `exchange`, or None."""
-        iid = self._by_symbol.get(f"{exchange}:{symbol}")
+        symbols = self._by_symbol.get(exchange)
+        iid = None if symbols is None else symbols.get(symbol)
         return None if iid is None else self.by_iid(iid)
 
     def resolve(self, spec: str) -> Instrument:
@@ -274,15 +287,14 @@ class InstrumentCatalog:
         return found
 
     def _make(self, iid: int) -> Instrument:
-        key = self._keys[iid]  # IndexError past the end
-        exchange, _, token = key.partition(":")
+        token = self._tokens[iid]  # IndexError past the end
         days = self._expiry_days.item(iid)
         strike = self._strikes.item(iid)
         instrument = Instrument(
             iid,
-            exchange,
+            self._exchanges[self._exchange_codes.item(iid)],
             token,
-            self._symbol_keys[iid][len(exchange) + 1 :],
+            self._symbols[iid],
             self._names[self._name_codes.item(iid)],
             self._types[self._type_codes.item(iid)],
             None if days == _NO_DATE else self._date(days),
@@ -298,10 +310,12 @@ class InstrumentCatalog:
     def _make_run(self, start: int, stop: int) -> None:
         """Make the instruments with iids in [start, stop) that are not made yet, column-wise."""
         names, types, option_types, date_of = self._names, self._types, self._option_types, self._date
+        exchanges = self._exchanges
         columns = zip(
             range(start, stop),
-            self._keys[start:stop],
-            self._symbol_keys[start:stop],
+            self._exchange_codes[start:stop].tolist(),
+            self._tokens[start:stop],
+            self._symbols[start:stop],
             self._name_codes[start:stop].tolist(),
             self._type_codes[start:stop].tolist(),
             self._expiry_days[start:stop].tolist(),
@@ -313,15 +327,14 @@ class InstrumentCatalog:
             strict=True,
         )
         made = self._made
-        for iid, key, symbol_key, name, itype, days, strike, option_type, lot, tick, scale in columns:
+        for iid, exchange, token, symbol, name, itype, days, strike, option_type, lot, tick, scale in columns:
             if made[iid] is not None:
                 continue
-            exchange, _, token = key.partition(":")
             made[iid] = Instrument(
                 iid,
-                exchange,
+                exchanges[exchange],
                 token,
-                symbol_key[len(exchange) + 1 :],
+                symbol,
                 names[name],
                 types[itype],
                 None if days == _NO_DATE else date_of(days),
@@ -437,26 +450,24 @@ class InstrumentCatalog:
         """The search index, made on first use: most processes (shards) never search, and it
         costs tens of megabytes. A warm load brings its arrays from the cache."""
         if self._searcher is None:
-            lowered = self._frame.select(
-                symbol=pl.col("symbol").str.to_lowercase(),
-                name=pl.col("name").str.to_lowercase(),
-                kind=pl.col("kind"),
+            cash = (
+                self._frame.lazy()
+                .with_row_index("iid")
+                .filter(pl.col("kind") <= int(InstrumentKind.INDEX))
+                .select(pl.col("name").str.to_lowercase(), pl.col("iid").cast(pl.Int64))
+                .collect()
             )
-            cash = lowered.with_row_index("iid").filter(pl.col("kind") <= int(InstrumentKind.INDEX))
             cash_names = list(
                 zip(cash.get_column("name").to_list(), cash.get_column("iid").to_list(), strict=True)
             )
-            self._searcher = SymbolSearch(self.search_arrays, lowered.get_column("symbol"), cash_names)
+            arrays = self._search_arrays
+            if arrays is None:
+                arrays = build_search_arrays(self._frame)
+            elif callable(arrays):
+                arrays = arrays()
+            self._searcher = SymbolSearch(arrays, self._symbols, cash_names)
+            self._search_arrays = None  # the searcher keeps what it reads; let the rest go
         return self._searcher
-
-    @property
-    def search_arrays(self) -> SearchArrays:
-        """The persistent part of the search index (built here, or read from the cache)."""
-        if self._search_arrays is None:
-            self._search_arrays = build_search_arrays(self._frame)
-        elif callable(self._search_arrays):
-            self._search_arrays = self._search_arrays()
-        return self._search_arrays
 
     def search(self, text: str, limit: int = 20) -> list[Instrument]:
         """Instruments matching `text`, case-insensitive: exact symbol (or a cash instrument's
@@ -489,6 +500,19 @@ class InstrumentCatalog:
         return out
 
 
+def _runs(*codes: np.ndarray) -> list[tuple[int, int]]:
+    """[start, stop) of each run of rows over which all the code arrays stay the same."""
+    n = codes[0].size
+    if n == 0:
+        return []
+    changes = np.zeros(n, dtype=bool)
+    for column in codes:
+        changes[1:] |= column[1:] != column[:-1]
+    starts = np.flatnonzero(changes).tolist()
+    bounds = [0, *starts, n]
+    return list(itertools.pairwise(bounds))
+
+
 def _codes(column: pl.Series) -> tuple[list[str], np.ndarray]:
     """Distinct values and, per row, the index of its value (names repeat across a chain)."""
     column = column.fill_null("")
@@ -505,4 +529,4 @@ def build_search_arrays(frame: pl.DataFrame) -> SearchArrays:
         .then(pl.col("symbol"))
         .otherwise(pl.concat_str("symbol", pl.lit("\t"), "name"))
     ).to_series()
-    return SearchArrays.build(lowered.get_column("symbol"), lines)
+    return SearchArrays.build(frame.get_column("symbol"), lowered.get_column("symbol"), lines)

@@ -54,9 +54,14 @@ class SearchArrays:
     gram_rows: np.ndarray  # int32: iids, ascending within each gram
 
     @classmethod
-    def build(cls, symbols_lower: pl.Series, lines: pl.Series) -> SearchArrays:
-        """Build from lowercase symbols and haystack lines (both in iid order)."""
-        order = symbols_lower.arg_sort().to_numpy().astype(np.int32)
+    def build(cls, symbols_original: pl.Series, symbols_lower: pl.Series, lines: pl.Series) -> SearchArrays:
+        """Build from the symbols (as listed and lowercase) and haystack lines, all in iid order."""
+        if symbols_lower.str.contains(r"[^\x00-\x7f]").any():
+            # sort as Python compares str.lower(), which is how searches bisect this order
+            lowered = [symbol.lower() for symbol in symbols_original]
+            order = np.array(sorted(range(len(lowered)), key=lowered.__getitem__), dtype=np.int32)
+        else:  # ASCII: polars' byte order is Python's order
+            order = symbols_lower.arg_sort().to_numpy().astype(np.int32)
         lengths = (lines.str.len_bytes().cast(pl.Int64) + 1).to_numpy()
         text = lines.str.join("\n").item() + "\n" if lines.len() else ""
         haystack = np.frombuffer(text.encode(), dtype=np.uint8)
@@ -139,9 +144,9 @@ class SymbolSearch:
     Parameters
     ----------
     arrays : SearchArrays
-        The prebuilt index for the same catalog.
-    symbols_lower : pl.Series
-        Lowercase symbols in iid order.
+        The prebuilt index for the same catalog (not kept: only the parts searching reads).
+    symbols : Sequence[str]
+        The catalog's symbols in iid order (shared, not copied; lowered as bisection reads them).
     cash_names_lower : Sequence[tuple[str, int]]
         (lowercase name, iid) of the cash instruments (equities and indices).
     """
@@ -149,12 +154,13 @@ class SymbolSearch:
     def __init__(
         self,
         arrays: SearchArrays,
-        symbols_lower: pl.Series,
+        symbols: Sequence[str],
         cash_names_lower: Sequence[tuple[str, int]],
     ) -> None:
-        self._arrays = arrays
         order = arrays.order
-        self._sorted_symbols: list[str] = symbols_lower.gather(order).to_list()
+        self._order = order
+        self._order_list = array("i", order.tobytes())  # fast element reads for bisection
+        self._symbols = symbols
         self._position_of_iid = np.empty_like(order)
         self._position_of_iid[order] = np.arange(order.size, dtype=order.dtype)
         self._range_min = _RangeMinimum(order)
@@ -164,6 +170,12 @@ class SymbolSearch:
         self._haystack = arrays.haystack.tobytes()
         self._starts = array("q", arrays.starts.tobytes())  # plain ints for bytes.find, 8 bytes each
         self._present_bytes = np.bincount(arrays.haystack, minlength=256) > 0
+        self._gram_keys = arrays.gram_keys
+        self._gram_offsets = arrays.gram_offsets
+        self._gram_rows = arrays.gram_rows
+
+    def _lower_symbol(self, iid: int) -> str:
+        return self._symbols[iid].lower()
 
     def search(self, text: str, limit: int = 20) -> list[int]:
         """Iids matching `text` (case-insensitive), best first, at most `limit`."""
@@ -182,15 +194,16 @@ class SymbolSearch:
                         return True
             return False
 
-        lo = bisect.bisect_left(self._sorted_symbols, query)
-        exact_hi = bisect.bisect_right(self._sorted_symbols, query, lo)
-        exact = self._arrays.order[lo:exact_hi].tolist()
+        order, key = self._order_list, self._lower_symbol
+        lo = bisect.bisect_left(order, query, key=key)
+        exact_hi = bisect.bisect_right(order, query, lo, key=key)
+        exact = order[lo:exact_hi].tolist()
         name_lo = bisect.bisect_left(self._cash_names, query)
         name_hi = bisect.bisect_right(self._cash_names, query, name_lo)
         exact += self._cash_iids[name_lo:name_hi]
         if take(sorted(set(exact))):
             return found
-        prefix_hi = bisect.bisect_left(self._sorted_symbols, query + "\U0010ffff", exact_hi)
+        prefix_hi = bisect.bisect_left(order, query + "\U0010ffff", exact_hi, key=key)
         if take(self._smallest_iids(lo, prefix_hi, limit - len(found) + len(seen))):
             return found
         self._substring(query.encode(), limit, seen, found)
@@ -199,7 +212,7 @@ class SymbolSearch:
     def _smallest_iids(self, lo: int, hi: int, count: int) -> list[int]:
         """The `count` smallest iids at sorted positions [lo, hi), ascending."""
         if hi - lo <= _SMALL_RUN:
-            return sorted(self._arrays.order[lo:hi].tolist())[:count]
+            return sorted(self._order_list[lo:hi].tolist())[:count]
         rmq = self._range_min
         where = self._position_of_iid
         heap = [(rmq.min(lo, hi), lo, hi)]
@@ -218,7 +231,6 @@ class SymbolSearch:
         if len(query) == 1:
             self._scan(query, limit, seen, found)
             return
-        arrays = self._arrays
         if len(query) == 2:
             self._bigram(query, limit, seen, found)
             return
@@ -226,13 +238,13 @@ class SymbolSearch:
             [(query[i] << 16) | (query[i + 1] << 8) | query[i + 2] for i in range(len(query) - 2)],
             dtype=np.uint32,
         )
-        keys, offsets = arrays.gram_keys, arrays.gram_offsets
+        keys, offsets = self._gram_keys, self._gram_offsets
         index = np.minimum(np.searchsorted(keys, grams), max(keys.size - 1, 0))
         if keys.size == 0 or (keys[index] != grams).any():
             return  # some gram of the query occurs nowhere
         by_size = np.unique(index)  # the same gram may occur twice in the query
         by_size = by_size[np.argsort(offsets[by_size + 1] - offsets[by_size], kind="stable")]
-        rows = arrays.gram_rows
+        rows = self._gram_rows
         postings = [rows[offsets[k] : offsets[k + 1]] for k in by_size[: 1 + _INTERSECT].tolist()]
         haystack, starts = self._haystack, self._starts
         for chunk in self._candidates(postings[0], postings[1:]):
@@ -253,7 +265,7 @@ class SymbolSearch:
         if rarest.size <= _DIRECT_CHECK or not others:
             yield from (rarest[at : at + _CHUNK] for at in range(0, rarest.size, _CHUNK))
             return
-        marks = np.zeros(self._arrays.order.size, dtype=bool)  # per call: searches may run in threads
+        marks = np.zeros(self._order.size, dtype=bool)  # per call: searches may run in threads
         at, size = 0, _CHUNK
         while at < rarest.size:
             run = rarest[at : at + size]
@@ -276,13 +288,12 @@ class SymbolSearch:
     def _bigram(self, query: bytes, limit: int, seen: set[int], found: list[int]) -> None:
         # Every occurrence of two bytes begins some gram (each line ends in a separator), so
         # the answer is the union of the postings of the grams starting with them.
-        arrays = self._arrays
         base = (query[0] << 16) | (query[1] << 8)
-        bounds = np.array((base, base + 256), dtype=arrays.gram_keys.dtype)
-        k_lo, k_hi = np.searchsorted(arrays.gram_keys, bounds).tolist()
+        bounds = np.array((base, base + 256), dtype=self._gram_keys.dtype)
+        k_lo, k_hi = np.searchsorted(self._gram_keys, bounds).tolist()
         need = limit - len(found) + len(seen)
-        offsets = arrays.gram_offsets[k_lo : k_hi + 1].tolist()
-        rows = arrays.gram_rows
+        offsets = self._gram_offsets[k_lo : k_hi + 1].tolist()
+        rows = self._gram_rows
         heads = [rows[start : min(end, start + need)] for start, end in itertools.pairwise(offsets)]
         if not heads:
             return

