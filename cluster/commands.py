@@ -98,7 +98,29 @@ def _note(actor: dict[str, Any]) -> str:
     return str(stats.get("state", ""))
 
 
+def bench_ticks(
+    rate: Annotated[int, typer.Option(min=1, help="Offered ticks/s across all instruments.")] = 100_000,
+    seconds: Annotated[float, typer.Option(min=1, help="Measured window, after warm-up.")] = 60,
+    instruments: Annotated[int, typer.Option(min=1, max=3000)] = 1000,
+    shards: Annotated[int, typer.Option(min=1, max=16)] = 2,
+    inject: Annotated[
+        str | None, typer.Option(help="'router': skip the socket and feed, push into the router.")
+    ] = None,
+    baseline: Annotated[bool, typer.Option(help="Also run one bare Nautilus node without Ray.")] = False,
+    flow: Annotated[str, typer.Option(help="block | conflate")] = "block",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """The whole tick path (simulator → feed → router → shards) at a rate, on a private local Ray."""
+    from cluster import bench_ticks as bench
+
+    if inject not in (None, "router"):
+        raise typer.BadParameter("--inject takes only 'router'")
+    result = bench.run(rate, seconds, instruments, shards, inject, baseline, flow)
+    typer.echo(json.dumps(result, indent=None if as_json else 2))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     app.command()(up)
     app.command()(down)
     app.command()(status)
+    bench_app.command("ticks")(bench_ticks)

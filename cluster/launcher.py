@@ -135,6 +135,7 @@ def up(
     *,
     dashboard: bool = True,
     serve_terminal: bool = True,
+    start_feed: bool = True,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Start everything the config asks for; returns where to find it."""
@@ -214,7 +215,7 @@ def up(
         _wait(f"shards of {spec.name}", [s.ready.remote() for s in shards])
 
     feeds = []
-    for i in range(plan.feeds):
+    for i in range(plan.feeds if start_feed else 0):
         progress("connecting the market feed")
         feed = (
             remote(FeedActor)
