@@ -37,8 +37,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# Two pytest runs: the integration tier shares one private Ray session, and the e2e tier brings
+# the whole system up on another; a process can be connected to only one Ray cluster at a time.
 test: $(STAMP) os-packages lint
-	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e
+	$(BIN)/python -m pytest tests/unit tests/integration
+	$(BIN)/python -m pytest tests/e2e
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
