@@ -91,16 +91,20 @@ def load_default_catalog(
     elif source == "file":
         path = configured_file(config)
     else:
-        path = _angel_master(config, store, now, progress)
+        refreshed = _refresh_if_stale(config, store, now, progress)
+        if refreshed is not None:
+            return refreshed
+        path = store.last_good_path
     return load_catalog(path, store.cache_dir, on_phase)
 
 
-def _angel_master(
+def _refresh_if_stale(
     config: ShardlineConfig, store: ScripMasterStore, now: datetime, progress: ProgressCallback | None
-) -> Path:
+) -> InstrumentCatalog | None:
+    """The freshly downloaded catalog, or None to use the last good copy as it is."""
     previous = store.last_good()
     if previous is not None and trading_day(previous.downloaded_at) >= trading_day(now):
-        return store.last_good_path
+        return None
     try:
         result = refresh_scrip_master(
             store,
@@ -114,5 +118,5 @@ def _angel_master(
         if previous is None:
             raise
         log.warning("scrip master refresh failed, using the copy from %s: %s", previous.downloaded_at, err)
-        return store.last_good_path
-    return result.path
+        return None
+    return result.catalog
