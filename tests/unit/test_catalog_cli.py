@@ -120,7 +120,7 @@ class _OneFile(BaseHTTPRequestHandler):
 def served_master() -> Iterator[str]:
     _OneFile.body = json.dumps(synthesize(400, 3)).encode()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _OneFile)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}/OpenAPIScripMaster.json"
     server.shutdown()
     server.server_close()
