@@ -176,11 +176,14 @@ def run_bare_shard(
     batch_size: int = 4096,
     max_pending_batches: int = 4,
     log_level: str = "ERROR",
+    rate: float | None = None,
 ) -> BaselineResult:
     """Run `strategy` in a `StrategyShard` (live TradingNode, own thread) fed in-process, no Ray.
 
     Batches are handed over the way the Ray shell does: up to `max_pending_batches` in flight.
     Timestamps are restamped to the hand-over time, so the shard's latency figures are real.
+    With `rate` (ticks/s) batches are paced to it — latency at a load; without, as fast as the
+    shard takes them — throughput (and latency mostly queueing).
     """
     from actors.shard.shard import ShardSpec, StrategyShard  # the live node is only needed here
 
@@ -198,6 +201,7 @@ def run_bare_shard(
         pending: deque[concurrent.futures.Future[int]] = deque()
         started = time.perf_counter()
         for start in range(0, len(ticks), batch_size):
+            _pace(started, start, rate)
             batch = ticks[start : start + batch_size].copy()
             now = time.time_ns()
             batch["ts_recv_ns"] = now
@@ -234,10 +238,12 @@ def run_ray_shard(
     batch_size: int = 4096,
     in_flight: int = 2,
     log_level: str = "ERROR",
+    rate: float | None = None,
 ) -> BaselineResult:
     """Run `strategy` in a shard actor on the connected Ray cluster, orders filled in the actor.
 
-    Batches go through `on_ticks` with at most `in_flight` calls outstanding, as a router would.
+    Batches go through `on_ticks` with at most `in_flight` calls outstanding, as a router would;
+    `rate` paces them as in `run_bare_shard`.
     """
     import ray
 
@@ -257,6 +263,7 @@ def run_ray_shard(
         refs: deque[Any] = deque()
         started = time.perf_counter()
         for start in range(0, len(ticks), batch_size):
+            _pace(started, start, rate)
             batch = ticks[start : start + batch_size].copy()
             now = time.time_ns()
             batch["ts_recv_ns"] = now
@@ -282,3 +289,12 @@ def run_ray_shard(
         filled=int(stats["fills"]),
         latency_us=stats["latency_recv_to_strategy"],
     )
+
+
+def _pace(started: float, sent: int, rate: float | None) -> None:
+    """Wait until `sent` ticks are due at `rate` ticks/s since `started` (perf_counter seconds)."""
+    if rate is None:
+        return
+    delay = started + sent / rate - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)  # a benchmark's load generator, not a test waiting on a race

@@ -26,6 +26,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         batch: Annotated[int, typer.Option(min=1, help="Rows per batch handed to the shard.")] = 4096,
         snap_quote: Annotated[bool, typer.Option(help="SNAP_QUOTE rows (trades and quotes).")] = False,
         seed: int = 7,
+        rate: Annotated[
+            float | None, typer.Option(min=1, help="Pace the feed at this many ticks/s (default: flat out).")
+        ] = None,
         with_ray: Annotated[
             bool, typer.Option("--ray", help="Also run the shard as an actor on a private local Ray.")
         ] = False,
@@ -40,12 +43,13 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         mode = FeedMode.SNAP_QUOTE if snap_quote else FeedMode.QUOTE
         data = random_walk_ticks(universe, ticks, seed=seed, mode=mode)
         backtest, _ = run_backtest(strategy, values, universe, data)
-        shard = run_bare_shard(strategy, values, universe, data, batch_size=batch)
+        shard = run_bare_shard(strategy, values, universe, data, batch_size=batch, rate=rate)
         result = {
             "bench": "shard",
             "ticks": ticks,
             "instruments": instruments,
             "strategy": strategy,
+            "rate": rate,
             "backtest": backtest.as_dict(),
             "bare_shard": shard.as_dict(),
             "bare_shard_vs_backtest": round(shard.ticks_per_s / backtest.ticks_per_s, 3)
@@ -57,7 +61,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
 
             ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="shardline")
             try:
-                on_ray = run_ray_shard(strategy, values, universe, data, batch_size=batch)
+                on_ray = run_ray_shard(strategy, values, universe, data, batch_size=batch, rate=rate)
             finally:
                 ray.shutdown()
             result["ray_shard"] = on_ray.as_dict()

@@ -361,20 +361,12 @@ class StrategyShard:
         node, client = self._node, self._exec_client
         if node is None or client is None:
             return
-        risk, execution, cache = node.kernel.risk_engine, node.kernel.exec_engine, node.kernel.cache
+        risk, execution = node.kernel.risk_engine, node.kernel.exec_engine
         idle = 0
         for _ in range(SETTLE_TURNS):
-            # Orders the strategy created that the execution engine has not yet taken.
-            unsubmitted = (
-                cache.orders_total_count()
-                - cache.orders_closed_count()
-                - cache.orders_open_count()
-                - cache.orders_inflight_count()
-                - cache.orders_emulated_count()
-            )
+            # O(1) checks only: this runs after every batch.
             busy = (
-                unsubmitted
-                or risk.cmd_qsize()
+                risk.cmd_qsize()
                 or risk.evt_qsize()
                 or execution.cmd_qsize()
                 or execution.evt_qsize()
