@@ -144,6 +144,7 @@ async def _feed_client(
             ),
         },
         "cores": os.cpu_count(),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),  # other work on the machine
     }
 
 

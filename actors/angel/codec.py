@@ -234,7 +234,8 @@ class TickDecoder:
             return None
         mode_byte = first[0]
         size = int(_SIZE_BY_MODE_BYTE[mode_byte])
-        if size == 0 or set(map(len, frames)) != {size}:
+        # No frame is longer than `size` and together they fill n × size: so each is `size` long.
+        if size == 0 or len(joined) != size * len(frames) or max(map(len, frames)) != size:
             return None
         records = np.frombuffer(joined, dtype=PACKET_DTYPE[FeedMode(mode_byte)])
         if not (records["mode"] == mode_byte).all():
@@ -294,6 +295,13 @@ def _ticks_of(group: FrameRecords, ts_recv_ns: int) -> np.ndarray:
         out["oi"] = records["oi"]
         depth = records["depth"]
         is_buy = depth["flag"] != 0  # flag 1 = buy; the SDK counts any non-zero flag as buy
+        if is_buy[:, :5].all() and not is_buy[:, 5:].any():
+            # Angel's layout: five buy levels, then five sell levels.
+            out["bid"] = depth["price"][:, 0]
+            out["bid_qty"] = depth["qty"][:, 0]
+            out["ask"] = depth["price"][:, 5]
+            out["ask_qty"] = depth["qty"][:, 5]
+            return out
         rows = np.arange(len(records))
         first_buy = np.argmax(is_buy, axis=1)
         has_buy = is_buy[rows, first_buy]

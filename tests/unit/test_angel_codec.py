@@ -47,7 +47,10 @@ def packets(draw: Any, mode: FeedMode | None = None) -> tuple[str, bytes]:
         for name in ("oi", "oi_change_pct", "upper_circuit", "lower_circuit", "high_52w", "low_52w"):
             record[name] = draw(I64)
         depth = record["depth"][0]
-        depth["flag"] = draw(st.lists(st.sampled_from([0, 1]), min_size=10, max_size=10))
+        angel_layout = [1] * 5 + [0] * 5  # what Angel sends: five buys, then five sells
+        depth["flag"] = draw(
+            st.one_of(st.just(angel_layout), st.lists(st.sampled_from([0, 1]), min_size=10, max_size=10))
+        )
         depth["qty"] = draw(st.lists(I64, min_size=10, max_size=10))
         depth["price"] = draw(st.lists(I64, min_size=10, max_size=10))
         depth["orders"] = draw(st.lists(st.integers(0, 2**16 - 1), min_size=10, max_size=10))
