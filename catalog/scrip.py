@@ -63,7 +63,10 @@ BAD_TICK = "bad tick size"
 BAD_STRIKE = "bad strike"
 BAD_OPTION_TYPE = "option symbol not ending in CE/PE"
 DUPLICATE_KEY = "duplicate exchange:token"
+NOT_A_RECORD = "array element is not a record"
+NESTED_VALUE = "record has a nested value"
 
+_PROBLEM = "_problem"  # a column the record-by-record JSON reader adds
 _EXAMPLES_PER_REASON = 3
 _WHOLE = 1e-6  # how far from a whole minor unit a parsed number may be (float noise only)
 
@@ -134,14 +137,39 @@ def read_raw(path: Path) -> pl.DataFrame:
 def _read_json(path: Path) -> pl.DataFrame:
     try:
         frame = pl.read_json(path, schema=dict.fromkeys(SCRIP_FIELDS, pl.String))
-    except (pl.exceptions.PolarsError, ValueError, OSError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ScripFormatError(f"{path}: not a valid scrip master JSON array ({detail})") from None
+    except (pl.exceptions.PolarsError, ValueError, OSError):
+        # polars gives up on the whole array for one odd element (null, a list, a nested
+        # value); read it record by record instead, so that only those records are skipped
+        frame = _read_json_record_by_record(path)
     if frame.height:
         absent = [name for name in SCRIP_FIELDS if frame.get_column(name).null_count() == frame.height]
         if absent:
             raise ScripFormatError(f"{path}: no record has the field(s) {', '.join(absent)}")
     return frame
+
+
+def _read_json_record_by_record(path: Path) -> pl.DataFrame:
+    try:
+        items = msgspec.json.decode(path.read_bytes())
+    except (msgspec.DecodeError, OSError) as err:
+        raise ScripFormatError(f"{path}: not a valid scrip master JSON array ({err})") from None
+    if not isinstance(items, list):
+        raise ScripFormatError(f"{path}: expected a JSON array of records")
+    columns: dict[str, list[str | None]] = {name: [] for name in SCRIP_FIELDS}
+    problems: list[str | None] = []
+    for item in items:
+        problem = None if isinstance(item, dict) else NOT_A_RECORD
+        fields = item if isinstance(item, dict) else {}
+        for name in SCRIP_FIELDS:
+            value = fields.get(name)
+            if isinstance(value, dict | list):
+                problem, value = problem or NESTED_VALUE, None
+            elif value is not None and not isinstance(value, str):
+                value = str(value).lower() if isinstance(value, bool) else str(value)
+            columns[name].append(value)
+        problems.append(problem)
+    schema = dict.fromkeys(SCRIP_FIELDS, pl.String)
+    return pl.DataFrame(columns, schema=schema).with_columns(pl.Series(_PROBLEM, problems, dtype=pl.String))
 
 
 def _read_csv(path: Path) -> pl.DataFrame:
@@ -229,6 +257,8 @@ def normalise(raw: pl.DataFrame, source: str) -> tuple[pl.DataFrame, LoadReport]
     reason: pl.Expr = pl.lit(None, pl.String)
     for condition, label in reversed(checks):
         reason = pl.when(condition).then(pl.lit(label)).otherwise(reason)
+    if _PROBLEM in raw.columns:
+        reason = pl.when(pl.col(_PROBLEM).is_not_null()).then(pl.col(_PROBLEM)).otherwise(reason)
     parsed = parsed.with_columns(reason=reason)
     # Of valid records repeating an exchange:token, the first in the file wins.
     valid = pl.col("reason").is_null()

@@ -197,7 +197,8 @@ def test_option_chain_and_futures_runs_are_contiguous(sample: InstrumentCatalog)
         (b"   \n", "is empty"),
         (b'{"token": "1"}', "single JSON object"),
         (b'[{"token":"3045","symbol":"SBIN-EQ"', "not a valid scrip master JSON"),
-        (b"[1, 2, 3]", "not a valid scrip master JSON"),
+        (b"[1, 2, 3]", "no record has the field(s) token, symbol"),
+        (b'[{"token": "1"}] trailing', "not a valid scrip master JSON"),
         (b'[{"token":"1","symbol":"A"}]', "no record has the field(s) name, expiry"),
         (b"token,symbol\n1,A\n", "CSV header lacks name"),
         (b"\x00\x01\x02garbage", "not a scrip master"),
@@ -208,6 +209,19 @@ def test_files_that_are_not_scrip_masters_are_refused(tmp_path: Path, body: byte
     path.write_bytes(body)
     with pytest.raises(ScripFormatError, match=re.escape(message)):
         read_scrip_master(path)
+
+
+def test_odd_array_elements_are_skipped_not_fatal(tmp_path: Path) -> None:
+    records = json.loads(SAMPLE_JSON.read_text())[:27]
+    nested = dict(records[0], token="777", symbol="NESTED-EQ", strike={"value": "-1"})
+    path = tmp_path / "odd.json"
+    path.write_text(json.dumps([*records, None, [1, 2], "SBIN-EQ", 42, nested]))
+    frame, report = read_scrip_master(path)
+    assert frame.height == 27
+    assert report.skipped == {scrip.NOT_A_RECORD: 4, scrip.NESTED_VALUE: 1}
+    assert report.records == 32
+    expected, _ = read_scrip_master(SAMPLE_CSV)
+    assert frame.equals(expected)
 
 
 def test_an_empty_array_is_an_empty_catalog(tmp_path: Path) -> None:
