@@ -164,22 +164,21 @@ class InstrumentCatalog:
 
     def _index_derivatives(self) -> None:
         """Contiguous iid runs of each option chain and futures strip, and expiry lists."""
-        derivatives = (
-            self._frame.lazy()
-            .with_row_index("iid")
-            .filter(pl.col("kind") >= int(InstrumentKind.FUTURE))
-            .group_by("kind", "exchange", "name", "expiry")
-            .agg(start=pl.col("iid").min(), stop=pl.col("iid").max() + 1)
-            .sort("kind", "exchange", "name", "expiry")
-            .collect()
-        )
         self._chains: dict[tuple[str, str, date], tuple[int, int]] = {}
         self._futures: dict[tuple[str, str], tuple[int, int]] = {}
         self._option_expiries: dict[tuple[str, str], list[date]] = {}
         self._future_expiries: dict[tuple[str, str], list[date]] = {}
         self._derivative_exchanges: dict[str, list[str]] = {}
-        columns = [derivatives.get_column(c).to_list() for c in derivatives.columns]
-        for kind, exchange, name, expiry, start, stop in zip(*columns, strict=True):
+        # rows run by (kind, exchange, name, expiry): each run is one chain or one future
+        kinds = self._frame.get_column("kind").to_numpy()
+        first_derivative = int(np.searchsorted(kinds, int(InstrumentKind.FUTURE)))
+        arrays = (kinds, self._exchange_codes, self._name_codes, self._expiry_days)
+        for run_start, run_stop in _runs(*(a[first_derivative:] for a in arrays)):
+            start, stop = run_start + first_derivative, run_stop + first_derivative
+            kind = int(kinds[start])
+            exchange = self._exchanges[self._exchange_codes.item(start)]
+            name = self._names[self._name_codes.item(start)]
+            expiry = self._date(self._expiry_days.item(start))
             if kind == InstrumentKind.OPTION:
                 self._chains[(exchange, name, expiry)] = (start, stop)
                 self._option_expiries.setdefault((exchange, name), []).append(expiry)
