@@ -64,7 +64,10 @@ class Supervisor:
                 handle = ray.get_actor(name, namespace=NAMESPACE)
                 stats: dict[str, Any] = await asyncio.wait_for(handle.stats.remote(), STATS_TIMEOUT_S)
             except Exception as err:  # a dead, restarting or missing actor is a status, not a crash
-                self._board.observe_error(name, f"{type(err).__name__}: {err}".splitlines()[0][:200])
+                if name in self._kinds:  # it may have been forgotten while we asked
+                    self._board.observe_error(name, f"{type(err).__name__}: {err}".splitlines()[0][:200])
+                return
+            if name not in self._kinds:
                 return
             self._board.observe_ok(name, time.time_ns(), _plain(stats), node=str(stats.get("node", "")))
 
@@ -79,6 +82,18 @@ class Supervisor:
         while True:
             await self._poll_once()
             await asyncio.sleep(POLL_INTERVAL_S)  # a poll period, not a wait for a condition
+
+    async def watch(self, names: list[str], kind: str = "shard") -> None:
+        """Watch actors started after `up` (a new deployment's, a rescale's or a hot swap's shards)."""
+        for name in names:
+            self._kinds[name] = kind
+            self._board.expect(name, kind)
+
+    async def forget(self, names: list[str]) -> None:
+        """Stop watching actors retired on purpose (a stopped deployment's or a swapped-out version's)."""
+        for name in names:
+            self._kinds.pop(name, None)
+            self._board.forget(name)
 
     async def status(self) -> dict[str, Any]:
         now = time.time_ns()

@@ -175,6 +175,41 @@ class RouterActor:
         log.info("router: shard %d of %s registered (generation %d)", index, deployment, generation)
         return generation
 
+    async def hold(self, name: str) -> DeploymentStats:
+        """Stop delivering to `name`'s shards and return once none has a batch in flight.
+
+        Ticks keep arriving and wait in the buffers (by the deployment's flow policy) until each
+        shard is registered again (`register_shard`, with the same or a replacement actor): the
+        batch boundary at which a hot swap or a rescale changes the shards.
+        """
+        for index in range(self._router.shard_count(name)):
+            self._router.shard_down(name, index)
+        sends = [
+            task for (deployment, _), link in self._links.items() if deployment == name for task in link.sends
+        ]
+        if sends:
+            await asyncio.gather(*sends, return_exceptions=True)
+        return self._router.stats().deployments[name]
+
+    async def resize_deployment(self, name: str, shards: int) -> DeploymentStats:
+        """Grow or shrink `name` to `shards` shards (`hold` it first when shrinking).
+
+        Ticks for new shards are held until they register; removed shards' buffered ticks move to
+        the instruments' new owners.
+        """
+        before = self._router.shard_count(name)
+        self._router.resize_deployment(name, shards)
+        for index in range(shards, before):
+            link = self._links.pop((name, index))
+            for task in (link.loop, link.watchdog, *link.sends):
+                if task is not None:
+                    task.cancel()
+        for index in range(before, shards):
+            link = self._links[(name, index)] = _ShardLink()
+            link.loop = asyncio.get_running_loop().create_task(self._deliver(name, index, link))
+        self._wake_deployment(name)
+        return self._router.stats().deployments[name]
+
     async def set_active(self, name: str, active: bool) -> None:
         """Start or stop routing new batches to `name` (between two batches)."""
         self._router.set_active(name, active)

@@ -239,6 +239,7 @@ class _Deployment:
         self.key_hashes = hash_keys(keys)
         self.ring = ConsistentHashRing(range(shards), virtual_nodes=config.virtual_nodes)
         self.shards = [_Shard(k, config.buffer_ticks) for k in range(shards)]
+        self.retired = ShardCounters()  # counts of shards removed by `resize`, kept for the totals
         # iid -> shard index; the extra last slot (NOT_IN_UNIVERSE) absorbs out-of-range ids.
         self.table = np.full(int(iids.max()) + 2, NOT_IN_UNIVERSE, dtype=np.int16)
         self.table[self.iids] = self.ring.assign_hashes(self.key_hashes)
@@ -290,19 +291,55 @@ class _Deployment:
             )
             for s in self.shards
         ]
+        retired = self.retired
         return DeploymentStats(
             name=self.name,
             policy=self.policy.value,
             active=self.active,
             instruments=len(self.iids),
-            ticks_in=sum(s.ticks_in for s in shard_stats),
-            ticks_out=sum(s.ticks_out for s in shard_stats),
+            ticks_in=retired.ticks_in + sum(s.ticks_in for s in shard_stats),
+            ticks_out=retired.ticks_out + sum(s.ticks_out for s in shard_stats),
             in_flight=sum(s.in_flight for s in shard_stats),
-            conflated=sum(s.conflated for s in shard_stats),
-            dropped=sum(s.dropped for s in shard_stats),
+            conflated=retired.conflated + sum(s.conflated for s in shard_stats),
+            dropped=retired.dropped + sum(s.dropped for s in shard_stats),
             buffered=sum(s.buffered for s in shard_stats),
             shards=shard_stats,
         )
+
+    def resize(self, shards: int, capacity: int) -> None:
+        """Grow or shrink to shards 0..shards-1; buffered ticks move to their new owners, in order."""
+        current = len(self.shards)
+        if shards > current:
+            for index in range(current, shards):
+                self.shards.append(_Shard(index, capacity))
+                self.ring.add(index)
+        elif shards < current:
+            removed = self.shards[shards:]
+            busy = [s.index for s in removed if s.in_flight_batches]
+            if busy:
+                raise RouterError(
+                    f"deployment {self.name!r}: shards {busy} have ticks in flight; hold them before removing"
+                )
+            kept_on_ring = [s for s in self.shards[:shards] if s.on_ring]
+            if not kept_on_ring:
+                raise RouterError(f"deployment {self.name!r}: no remaining shard is on the ring")
+            for shard in removed:
+                if shard.on_ring:
+                    self.ring.remove(shard.index)
+        else:
+            return
+        self.reseed()  # the removed shards are still listed here, so their buffers move too
+        for shard in self.shards[shards:]:
+            counters = shard.counters
+            for field_name in ("ticks_in", "ticks_out", "conflated", "dropped", "dropped_at_failure"):
+                setattr(
+                    self.retired,
+                    field_name,
+                    getattr(self.retired, field_name) + getattr(counters, field_name),
+                )
+            self.retired.moved_in += counters.moved_in
+            self.retired.moved_out += counters.moved_out
+        del self.shards[shards:]
 
 
 def enforce_capacity(shard: _Shard) -> None:
@@ -469,6 +506,17 @@ class TickRouter:
         old_deployment, new_deployment = self._deployment(old), self._deployment(new)
         old_deployment.active = False
         new_deployment.active = True
+
+    def resize_deployment(self, name: str, shards: int) -> None:
+        """Grow or shrink `name` to shards 0..shards-1; the ring moves about 1/N of the instruments.
+
+        New shards start down (their ticks are held until `shard_up`). A shard being removed must
+        have nothing in flight (`shard_down` it and let its deliveries finish first); its buffered
+        ticks move to their new owners in feed order, and its counts stay in the deployment's totals.
+        """
+        if not 0 < shards <= np.iinfo(np.int16).max:
+            raise RouterError(f"deployment {name!r}: shards must be between 1 and 32767, got {shards}")
+        self._deployment(name).resize(shards, self.config.buffer_ticks)
 
     @property
     def deployments(self) -> tuple[str, ...]:

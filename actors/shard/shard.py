@@ -94,6 +94,9 @@ class ShardSpec:
     max_orders_per_s : int
         The node's own order-rate throttle (submits, and separately modifies); orders beyond it
         wait in the engine. The broker's limits are the execution actor's to enforce.
+    generation : int
+        Bumped by each hot swap of the deployment: a new generation's actors run beside the old
+        ones under their own names, and its client order ids never repeat an older one's.
     """
 
     deployment: str
@@ -106,6 +109,7 @@ class ShardSpec:
     product: Product = Product.INTRADAY
     log_level: str = "WARNING"
     max_orders_per_s: int = 100
+    generation: int = 0
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
@@ -132,7 +136,14 @@ class ShardSpec:
 
     @property
     def name(self) -> str:
+        if self.generation:
+            return f"shard-{self.deployment}.{self.generation}-{self.index}"
         return f"shard-{self.deployment}-{self.index}"
+
+    @property
+    def trader_tag(self) -> str:
+        """The Nautilus trader id's tag, part of every client order id the shard makes."""
+        return f"{self.generation}G{self.index:03d}" if self.generation else f"{self.index:03d}"
 
 
 @dataclass
@@ -218,7 +229,7 @@ class StrategyShard:
     def _node_config(self) -> TradingNodeConfig:
         spec = self.spec
         return TradingNodeConfig(
-            trader_id=TraderId(f"{spec.deployment.upper()}-{spec.index:03d}"),
+            trader_id=TraderId(f"{spec.deployment.upper()}-{spec.trader_tag}"),
             logging=LoggingConfig(log_level=spec.log_level, log_colors=False),
             # A strategy error on an order event must not end the process (the default is os._exit).
             data_engine=LiveDataEngineConfig(graceful_shutdown_on_exception=True),
@@ -472,6 +483,7 @@ class StrategyShard:
             "name": self.spec.name,
             "deployment": self.spec.deployment,
             "index": self.spec.index,
+            "generation": self.spec.generation,
             "strategy": self.spec.strategy,
             "strategy_id": self._strategy.id.value,
             "state": self._state,
