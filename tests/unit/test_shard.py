@@ -441,3 +441,25 @@ def test_orders_are_not_starved_by_queued_batches(shards: list[StrategyShard]) -
     # one order per instrument would mean no order finished until the queue ran dry
     assert stats["orders_sent"] > 3 * len(INSTRUMENTS)
     assert stats["fills"] == stats["orders_sent"]
+
+
+def test_spec_from_a_configured_deployment() -> None:
+    from cluster.config import DeploymentConfig
+
+    deployment = DeploymentConfig.model_validate(
+        {
+            "name": "ema-equities",
+            "strategy": "actors.shard.strategies.ema_cross:EMACross",
+            "config": {"fast_period": 10, "slow_period": 30},
+            "universe": {"query": "NSE equities", "limit": 3},
+            "shards": 2,
+        }
+    )
+    shard_spec = ShardSpec.from_deployment(deployment, INSTRUMENTS, 1, max_orders_per_s=20)
+    assert (shard_spec.name, shard_spec.index, shard_spec.count) == ("shard-ema-equities-1", 1, 2)
+    assert shard_spec.config == {"fast_period": 10, "slow_period": 30}
+    assert shard_spec.max_orders_per_s == 20
+    with pytest.raises(ShardlineError, match=r"shard index 2 outside 0\.\.1"):
+        ShardSpec.from_deployment(deployment, INSTRUMENTS, 2)
+    with pytest.raises(ShardlineError, match="no instruments"):
+        ShardSpec.from_deployment(deployment, (), 0)
