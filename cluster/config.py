@@ -138,6 +138,8 @@ class DeploymentConfig(Section):
     shards: Annotated[int, Field(gt=0, le=64)] = 1
     flow: FlowPolicy = FlowPolicy.BLOCK
     risk: RiskConfig | None = None  # the deployment's own book limits; global ones apply too
+    # The cluster mode the spec is meant for (None: any); a cluster in another mode refuses it.
+    mode: Mode | None = None
     enabled: bool = True
 
 
