@@ -84,8 +84,11 @@ def select_universe(
         raise ShardlineError(f"universe query {query!r}: limit must be at least 1, got {limit}")
     text = " ".join(query.strip().lower().split())
     if match := _CASH.match(text):
-        top = int(match["top"]) if match["top"] else None
-        limit = min(x for x in (limit, top) if x is not None) if (limit or top) else None
+        if match["top"] is not None:
+            top = int(match["top"])
+            if top < 1:
+                raise ShardlineError(f"universe query {query!r}: top must be at least 1")
+            limit = top if limit is None else min(limit, top)
         found = _cash(catalog, match["exchange"].upper(), match["what"] == "indices")
     elif _CONSTITUENTS.match(text):
         found = _nifty_50(catalog)

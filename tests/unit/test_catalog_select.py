@@ -124,6 +124,7 @@ def test_options_without_a_cash_underlying_centre_on_the_nearest_future(catalog:
         ("all the things", "understood forms"),
         ("NSE bonds", "understood forms"),
         ("NIFTY options ±x strikes", "understood forms"),
+        ("NSE equities top 0", "top must be at least 1"),
     ],
 )
 def test_bad_queries_say_what_is_wrong(catalog: InstrumentCatalog, query: str, message: str) -> None:
