@@ -31,6 +31,7 @@ from actors.execution.records import (
     ExecutionRecord,
     HoldingsSet,
     KillSwitchSet,
+    ListenerRegistered,
     ModifyRequested,
     OrderAccepted,
     OrderAcknowledged,
@@ -122,6 +123,9 @@ class ExecutionEngine:
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[UpdateListener] = []
         self._background: set[asyncio.Task[Any]] = set()
+        # Actor names that get order updates, by book (None: every book); journaled, so they
+        # survive a restart of the actor that holds this engine.
+        self.subscribers: dict[str | None, set[str]] = defaultdict(set)
         venue.attach(self.on_venue_event)
 
     def add_listener(self, listener: UpdateListener) -> None:
@@ -163,7 +167,7 @@ class ExecutionEngine:
                 settled += 1
                 continue
             try:
-                state = await self.venue.find(order.client_order_id)
+                state = await self.venue.find(order.client_order_id, order.venue_order_id)
             except Exception as err:
                 self.stats.venue_errors += 1
                 log.warning("reconcile %s: the venue did not answer: %r", order.client_order_id, err)
@@ -232,7 +236,9 @@ class ExecutionEngine:
                 self._unlist(order)
                 raise
             try:
-                ack: VenueAck | None = await self.venue.submit(order.request)
+                # A venue that paces itself (the Angel client) reads the priority from is_exit.
+                outgoing = msgspec.structs.replace(order.request, is_exit=True) if urgent else order.request
+                ack: VenueAck | None = await self.venue.submit(outgoing)
             except Exception as err:
                 ack = await self._recover_submit(order, err)
             if ack is not None:
@@ -357,6 +363,16 @@ class ExecutionEngine:
         self._record_command(
             HoldingsSet(ts_ns=self._clock(), book=book, instrument=instrument, quantity=quantity)
         )
+
+    def subscribe(self, actor_name: str, book: str | None = None) -> bool:
+        """Send `book`'s order updates (every book's with None) to `actor_name`; False if already."""
+        if actor_name in self.subscribers.get(book, ()):
+            return False
+        self._record_command(ListenerRegistered(ts_ns=self._clock(), book=book, actor_name=actor_name))
+        return True
+
+    def subscribers_of(self, book: str) -> set[str]:
+        return self.subscribers.get(book, set()) | self.subscribers.get(None, set())
 
     def update_marks(self, marks: Mapping[str, int]) -> None:
         """Last prices (minor units) for the price band, market order values and P&L."""
@@ -499,6 +515,9 @@ class ExecutionEngine:
         if isinstance(record, HoldingsSet):
             self.risk.set_holdings(record.book, record.instrument, record.quantity)
             return
+        if isinstance(record, ListenerRegistered):
+            self.subscribers[record.book].add(record.actor_name)
+            return
         if isinstance(record, OrderFilled):
             order = self._orders[record.fill.client_order_id]
             if order.apply_fill(record.fill):
@@ -557,7 +576,7 @@ class ExecutionEngine:
         self.stats.venue_errors += 1
         log.warning("submit %s: no answer from the venue: %r", order.client_order_id, err)
         try:
-            state = await self.venue.find(order.client_order_id)
+            state = await self.venue.find(order.client_order_id, order.venue_order_id)
         except Exception as again:
             log.error("submit %s: outcome unknown until reconcile: %r", order.client_order_id, again)
             return None

@@ -91,6 +91,13 @@ class HoldingsSet(ExecutionRecord, tag="holdings", frozen=True):
     quantity: int
 
 
+class ListenerRegistered(ExecutionRecord, tag="listener", frozen=True):
+    """An actor that gets order updates: of one book, or of every book (`book` None)."""
+
+    book: str | None
+    actor_name: str
+
+
 Record = (
     OrderAccepted
     | OrderRefused
@@ -105,4 +112,5 @@ Record = (
     | OrderModified
     | KillSwitchSet
     | HoldingsSet
+    | ListenerRegistered
 )

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import msgspec
 
-from actors.orders import Fill, OrderRequest, OrderStatus, OrderType, Side
+from actors.orders import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Side
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,21 @@ VenueEvent = Fill | VenueOrderEvent
 EventSink = Callable[[VenueEvent], None]
 
 
+def event_from_update(update: OrderUpdate) -> VenueEvent | None:
+    """A venue's report given as an `OrderUpdate`: its fill, or its status change (None if neither)."""
+    if update.fill is not None:
+        return update.fill
+    if update.status in (OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED, OrderStatus.PENDING):
+        return None  # quantities come with fills
+    return VenueOrderEvent(
+        client_order_id=update.client_order_id,
+        venue_order_id=update.venue_order_id,
+        status=update.status,
+        reason=update.reason,
+        ts_ns=update.ts_ns,
+    )
+
+
 class Venue(Protocol):
     """Where the execution engine's orders go."""
 
@@ -81,7 +96,9 @@ class Venue(Protocol):
 
     async def cancel(self, order: OrderRequest, venue_order_id: str) -> VenueAck: ...
 
-    async def find(self, client_order_id: str) -> VenueOrderState | None: ...
+    async def find(self, client_order_id: str, venue_order_id: str | None = None) -> VenueOrderState | None:
+        """What the venue knows of an order (`venue_order_id` when the engine has it), or None."""
+        ...
 
     def attach(self, sink: EventSink) -> None:
         """Deliver fills and status changes to `sink` from now on."""
@@ -169,7 +186,7 @@ class LocalPaperVenue:
         resting.status = OrderStatus.CANCELLED
         return VenueAck(accepted=True, venue_order_id=venue_order_id, status=OrderStatus.CANCELLED)
 
-    async def find(self, client_order_id: str) -> VenueOrderState | None:
+    async def find(self, client_order_id: str, venue_order_id: str | None = None) -> VenueOrderState | None:
         resting = self._orders.get(client_order_id)
         if resting is None:
             return None
@@ -265,8 +282,8 @@ class ActorVenue:
         ack: VenueAck = await self._handle.cancel.remote(order, venue_order_id)
         return ack
 
-    async def find(self, client_order_id: str) -> VenueOrderState | None:
-        state: VenueOrderState | None = await self._handle.find.remote(client_order_id)
+    async def find(self, client_order_id: str, venue_order_id: str | None = None) -> VenueOrderState | None:
+        state: VenueOrderState | None = await self._handle.find.remote(client_order_id, venue_order_id)
         return state
 
     def attach(self, sink: EventSink) -> None:
