@@ -239,3 +239,56 @@ def test_router_feeds_two_shards_each_instrument_to_one(
             ray.kill(shard, no_restart=True)
         ray.kill(router)
         ray.kill(execution)
+
+
+def test_shard_trades_through_the_real_execution_actor(
+    ray_session: Any, wait_until: Callable[..., Any], tmp_path: Any
+) -> None:
+    """The shard's orders go through the execution actor (risk, journal) to a paper venue and back."""
+    from actors.execution.actor import PaperVenueActor, start_execution
+    from cluster.config import parse_config
+
+    config = parse_config({"data_dir": str(tmp_path / "data")})
+    venue = (
+        ray.remote(PaperVenueActor)
+        .options(name="paper-venue-shard-it", namespace="shardline", num_cpus=0)
+        .remote("execution-shard-it")
+    )
+    marks = {i.key: 100_000 for i in INSTRUMENTS}  # ₹1000, where the random walk starts
+    for key, price in marks.items():
+        ray.get(venue.set_quote.remote(key, price, price - 5, price + 5))
+    execution = start_execution(
+        config,
+        options={"name": "execution-shard-it", "num_cpus": 0},
+        venue="paper-venue-shard-it",
+        journal_stream="execution-shard-it",
+        redis_url="",
+        load_catalog=False,
+    )
+    ray.get(execution.update_marks.remote(marks))
+    spec = ShardSpec(
+        deployment="ema-real",
+        strategy="actors.shard.strategies.ema_cross:EMACross",
+        config={"fast_period": 5, "slow_period": 20},
+        instruments=INSTRUMENTS,
+    )
+    shard = start_shard_actor(spec, execution="execution-shard-it", router=None)
+    try:
+        assert ray.get(shard.ready.remote(), timeout=60) == "running"
+        for batch in batches(4_000, 200, seed=6):
+            assert ray.get(shard.on_ticks.remote(batch), timeout=30) == len(batch)
+        ray.get(shard.drain.remote(), timeout=30)
+
+        def settled() -> dict[str, Any] | None:
+            stats = ray.get(shard.stats.remote())
+            return stats if stats["orders_sent"] > 0 and stats["fills"] == stats["orders_sent"] else None
+
+        stats = wait_until(settled, timeout_s=60, what="the paper venue's fills to reach the shard")
+        assert stats["orders_rejected"] == 0
+        assert stats["positions"] and set(stats["positions"].values()) <= {"10"}
+        orders = ray.get(execution.orders.remote("ema-real"))
+        assert len(orders) == stats["orders_sent"]
+        assert all(o.status is OrderStatus.FILLED for o in orders)
+    finally:
+        for handle in (shard, execution, venue):
+            ray.kill(handle, no_restart=True)
