@@ -6,8 +6,9 @@ import itertools
 import os
 from typing import Any
 
+from actors.angel.packets import EXCHANGE_TYPE
 from actors.sim.server import SimServer
-from actors.sim.universe import SimInstrument, universe_from_catalog
+from actors.sim.universe import SimInstrument
 from cluster.config import ShardlineConfig
 
 
@@ -46,12 +47,28 @@ class SimulatorActor:
 
 
 def simulated_instruments(config: ShardlineConfig, keys: list[str]) -> list[SimInstrument]:
-    """Every instrument the topology subscribes, then the catalog's first rows up to `sim.instruments`."""
+    """Every instrument the topology subscribes, then the catalog's first rows up to `sim.instruments`.
+
+    Starting prices come from the catalog's own price model, so an option universe chosen around
+    the underlying's price ("NIFTY options ±10 strikes") is at the money in the simulated market too.
+    """
     from catalog.sources import load_default_catalog
+    from catalog.synth import base_price_paise
 
     catalog = load_default_catalog(config)
     wanted = [catalog.resolve(key) for key in keys]
     seen = {i.key for i in wanted}
-    extra = (i for i in catalog.instruments if i.key not in seen)
+    extra = (i for i in catalog.instruments if i.key not in seen and i.exchange in EXCHANGE_TYPE)
     rows = wanted + list(itertools.islice(extra, max(0, config.sim.instruments - len(wanted))))
-    return universe_from_catalog(rows, len(rows), config.sim.seed)
+    return [
+        SimInstrument(
+            exchange=i.exchange,
+            token=i.token,
+            symbol=i.symbol,
+            tick_size=max(1, i.tick_size),
+            lot_size=max(1, i.lot_size),
+            base_price=base_price_paise(i),
+            instrument_type=i.instrument_type,
+        )
+        for i in rows
+    ]
