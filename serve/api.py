@@ -202,7 +202,10 @@ def create_api(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(broadcaster.run_heartbeats(), name="heartbeats")]
+        tasks = [
+            asyncio.create_task(broadcaster.run_heartbeats(), name="heartbeats"),
+            asyncio.create_task(broadcaster.run_market_loop(), name="market-data"),
+        ]
         if feed is not None:
             tasks.append(
                 asyncio.create_task(feed.run(broadcaster.deliver, broadcaster.hub_ready), name="hub-feed")

@@ -16,7 +16,8 @@ from ray.serve import Application
 
 from cluster.config import Secrets, ShardlineConfig, parse_config
 from serve.api import create_api
-from serve.hub import connect_feed, get_or_create_hub_actor
+from serve.hub import RayHubPublisher, connect_feed, get_or_create_hub_actor
+from serve.marketdata import get_or_create_marketdata_actor
 from serve.service import ActorDirectory, CatalogLookup, TerminalService
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ class TerminalIngress:
             logger.exception("instrument catalog failed to load; instrument routes will answer 503")
             catalog = None
         self._service = TerminalService(self._config, catalog, ActorDirectory())
+        # Order details go to the hub actor, which merges them into its order state (and relays
+        # them to Redis when that carries the fan-out).
+        self._service.publish = RayHubPublisher(get_or_create_hub_actor(redis_url)).publish
 
     def __serve_build_asgi_app__(self) -> Any:
         replica = serve.get_replica_context().replica_id.unique_id
@@ -83,8 +87,8 @@ def run(
 ) -> None:
     """Start Serve's HTTP proxy on the configured address and deploy the terminal (Ray must be up)."""
     env = env or Secrets()
-    if not env.redis_url:
-        get_or_create_hub_actor()
+    get_or_create_hub_actor(env.redis_url)
+    get_or_create_marketdata_actor(config)
     serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
     serve.run(build_app(config, env, heartbeat_s), name=APP_NAME, route_prefix="/", blocking=blocking)
     logger.info("terminal at http://%s:%d", config.serve.host, config.serve.port)

@@ -15,16 +15,29 @@ Publishing contract, for the actors that publish (prices in integer paise, as in
                        ("orders", client_order_id, msgspec.to_builtins(order_update))])
 
 ``key`` conflates within a channel: "" for one state per channel (quotes, depth), the order id for
-``orders``, ``"<book>|<instrument>"`` for ``positions``, the deployment name for ``deployments``, a
-unique id for ``alerts``. Payload fields are listed in ``docs/api.md``.
+``orders``, ``"<book>|<instrument>|<product>"`` for ``positions``, the deployment name for
+``deployments``, a unique id for ``alerts``. ``orders`` entries merge (a later update keeps fields
+it does not carry, such as the side a terminal order was placed with). A publisher that knows
+instruments by catalog iid only may publish on the bare channel ``quote`` with the iid as key;
+replicas resolve it with their own catalog (the same file gives the same iids). Payload fields are
+listed in ``docs/api.md``.
+
+The hub actor also listens, so the trading actors need not know about the terminal: it registers
+itself with the execution actor (``on_order_update``) and the router (``on_quotes``), refreshes
+positions from the portfolio after fills, and follows the supervisor's deployments.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import os
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from enum import Enum
+from fractions import Fraction
 from typing import Any, Protocol
 
 import msgspec
@@ -37,6 +50,8 @@ REDIS_CHANNEL = "shardline:hub"
 REDIS_LATEST_KEY = "shardline:hub:latest"
 # Event channels are not kept as latest state in Redis: they would only accumulate.
 EVENT_CHANNELS = frozenset({"alerts"})
+# Channels whose entries merge field by field instead of being replaced.
+MERGE_CHANNELS = frozenset({"orders"})
 
 Update = tuple[str, str, dict[str, Any]]  # (channel, key, data) as published
 
@@ -78,14 +93,19 @@ class LatestStateHub:
         for channel, key, data in updates:
             self.seq += 1
             ident = (channel, key)
-            if ident in entries:
-                del entries[ident]
+            old = entries.pop(ident, None)
+            if old is not None and channel in MERGE_CHANNELS:
+                data = {**old.data, **data}
             entries[ident] = HubUpdate(self.seq, channel, key, data)
             self.published += 1
         while len(entries) > self._max_entries:
             entries.popitem(last=False)
             self.evicted += 1
         return self.seq
+
+    def get(self, channel: str, key: str) -> dict[str, Any] | None:
+        entry = self._entries.get((channel, key))
+        return entry.data if entry is not None else None
 
     def since(self, seq: int, limit: int = 50_000) -> tuple[int, list[HubUpdate]]:
         """Entries published after ``seq`` (oldest first, at most ``limit``) and the new cursor."""
@@ -109,19 +129,192 @@ class LatestStateHub:
         }
 
 
-class HubActor:
-    """Async Ray actor shell around `LatestStateHub`; wrap with ``ray.remote`` where it is started."""
+def deployment_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each deployment of a supervisor status document, with its shards' health and ticks handled."""
+    actors = {a.get("name"): a for a in status.get("actors", [])}
+    rows = []
+    for deployment in status.get("deployments", []):
+        shards = [a for n, a in actors.items() if str(n).startswith(f"shard-{deployment['name']}-")]
+        healthy = [a for a in shards if a.get("healthy")]
+        ticks = sum(int((a.get("stats") or {}).get("ticks_handled", 0) or 0) for a in shards)
+        state = "running" if shards and len(healthy) == len(shards) else "degraded" if healthy else "stopped"
+        rows.append({**deployment, "state": state, "healthy_shards": len(healthy), "ticks_in": ticks})
+    return rows
 
-    def __init__(self, max_entries: int = 200_000) -> None:
+
+def quote_updates(quotes: Any) -> list[Update]:
+    """Router quote rows (``QUOTE_DTYPE``: iid, ltp, bid, ask, volume, ts_exchange_ns) as bare-channel
+    updates keyed by iid."""
+    names = [n for n in quotes.dtype.names if n != "iid"]
+    columns = {n: quotes[n].tolist() for n in names}
+    out: list[Update] = []
+    for row, iid in enumerate(quotes["iid"].tolist()):
+        data = {("ts_ns" if n == "ts_exchange_ns" else n): columns[n][row] for n in names}
+        out.append(("quote", str(iid), data))
+    return out
+
+
+def order_update_data(update: Any) -> dict[str, Any]:
+    """An `OrderUpdate` as hub data: the fill is summarised, not nested."""
+    data = msgspec.to_builtins(update)
+    fill = data.pop("fill", None)
+    if fill:
+        data["last_fill"] = {k: fill[k] for k in ("trade_id", "quantity", "price", "ts_ns") if k in fill}
+    return data
+
+
+class HubActor:
+    """Async Ray actor shell around `LatestStateHub`; wrap with ``ray.remote`` where it is started.
+
+    Parameters
+    ----------
+    max_entries
+        Bound on the (channel, key) pairs held.
+    redis_url
+        When set, every update is also relayed to Redis, where the replicas read it.
+    namespace
+        Where the execution, router, portfolio and supervisor actors are found.
+    attach_interval_s
+        How often the hub (re)registers as a listener and polls deployments; registrations are
+        idempotent, so a restarted router or execution actor is picked up again.
+    """
+
+    def __init__(
+        self,
+        max_entries: int = 200_000,
+        redis_url: str | None = None,
+        namespace: str = HUB_NAMESPACE,
+        attach_interval_s: float = 2.0,
+    ) -> None:
         self._hub = LatestStateHub(max_entries)
         self._changed = asyncio.Event()
+        self._relay = RedisHubPublisher(redis_url) if redis_url else None
+        self._namespace = namespace
+        self._attach_interval_s = attach_interval_s
+        self._attach_task: asyncio.Task[None] | None = None
+        self._positions_task: asyncio.Task[None] | None = None
+        self._health: dict[str, bool] = {}
+        self._alerted: set[str] = set()
+        self.attached: dict[str, bool] = {}
 
     async def publish(self, updates: list[Update]) -> int:
         seq = self._hub.publish(updates)
+        if self._relay is not None:
+            relayed = [(c, k, self._hub.get(c, k) or d) for c, k, d in updates]
+            await asyncio.to_thread(self._relay.publish, relayed)
         # Wake every waiting poll, then arm a fresh event for the next round.
         self._changed.set()
         self._changed = asyncio.Event()
         return seq
+
+    # The trading actors call these ------------------------------------------------------------
+
+    async def on_order_update(self, update: Any) -> None:
+        """From the execution actor, for every book's orders."""
+        data = order_update_data(update)
+        await self.publish([("orders", data["client_order_id"], data)])
+        if update.fill is not None or update.filled_quantity:
+            self._refresh_positions_soon()
+
+    async def on_quotes(self, quotes: Any) -> None:
+        """From the router, changed quotes at its UI snapshot rate."""
+        if len(quotes):
+            await self.publish(quote_updates(quotes))
+
+    # Listening and polling --------------------------------------------------------------------
+
+    async def attach(self) -> dict[str, bool]:
+        """Start (once) the loop that keeps the hub registered and deployments followed."""
+        if self._attach_task is None:
+            self._attach_task = asyncio.get_running_loop().create_task(self._attach_loop())
+        return self.attached
+
+    async def _attach_loop(self) -> None:
+        while True:
+            await self._attach_once()
+            await asyncio.sleep(self._attach_interval_s)  # a polling period, not a wait for a condition
+
+    async def _attach_once(self) -> None:
+        import ray
+
+        async def call(actor: str, method: str, *args: Any) -> Any:
+            try:
+                handle = ray.get_actor(actor, namespace=self._namespace)
+                return await asyncio.wait_for(getattr(handle, method).remote(*args), 5.0)
+            except Exception as err:  # not started yet, restarting, or without that method
+                logger.debug("hub: %s.%s failed: %s", actor, method, err)
+                return None
+
+        first = not any(self.attached.values())
+        self.attached["execution"] = bool(await call("execution", "register_listener", HUB_ACTOR_NAME))
+        self.attached["router"] = await call(
+            "router", "register_quote_listener", HUB_ACTOR_NAME, "on_quotes"
+        ) is None and self._actor_exists("router")
+        status = await call("supervisor", "status")
+        if status:
+            await self._publish_deployments(status)
+        if first and self.attached["execution"]:
+            self._refresh_positions_soon()
+
+    def _actor_exists(self, name: str) -> bool:
+        import ray
+
+        try:
+            ray.get_actor(name, namespace=self._namespace)
+            return True
+        except ValueError:
+            return False
+
+    async def _publish_deployments(self, status: dict[str, Any]) -> None:
+        actors = {a.get("name"): a for a in status.get("actors", [])}
+        updates: list[Update] = []
+        for data in deployment_rows(status):
+            if self._hub.get("deployments", data["name"]) != data:
+                updates.append(("deployments", data["name"], data))
+        for name, actor in actors.items():
+            # Alert on a change from healthy only: actors still starting up are not news.
+            now_healthy = bool(actor.get("healthy", True))
+            was_healthy = self._health.get(str(name))
+            self._health[str(name)] = now_healthy
+            if was_healthy and not now_healthy:
+                reason = actor.get("error") or "not answering"
+                message = {"level": "error", "message": f"{name}: {reason}"}
+                updates.append(("alerts", f"unhealthy-{name}-{time.time_ns()}", message))
+            elif was_healthy is False and now_healthy and name in self._alerted:
+                message = {"level": "info", "message": f"{name} is healthy again"}
+                updates.append(("alerts", f"healthy-{name}-{time.time_ns()}", message))
+            if was_healthy and not now_healthy:
+                self._alerted.add(str(name))
+            elif now_healthy:
+                self._alerted.discard(str(name))
+        if updates:
+            await self.publish(updates)
+
+    def _refresh_positions_soon(self) -> None:
+        if self._positions_task is None or self._positions_task.done():
+            self._positions_task = asyncio.get_running_loop().create_task(self._refresh_positions())
+
+    async def _refresh_positions(self) -> None:
+        import ray
+
+        await asyncio.sleep(0.05)  # let a burst of fills settle into one refresh
+        try:
+            portfolio = ray.get_actor("portfolio", namespace=self._namespace)
+            positions: list[Any] = await asyncio.wait_for(portfolio.positions.remote(None), 5.0)
+        except Exception as err:
+            logger.debug("hub: positions refresh failed: %s", err)
+            return
+        updates: list[Update] = []
+        for position in positions:
+            data = (
+                msgspec.to_builtins(position, builtin_types=(Fraction,))
+                if isinstance(position, msgspec.Struct)
+                else _plain(position)
+            )
+            key = f"{data['book']}|{data['instrument']}|{data['product']}"
+            updates.append(("positions", key, data))
+        if updates:
+            await self.publish(updates)
 
     async def poll(
         self, since: int, timeout_s: float = 1.0, limit: int = 50_000
@@ -137,19 +330,32 @@ class HubActor:
                 return since, []
         return self._hub.since(since, limit)
 
-    async def stats(self) -> dict[str, int]:
-        return self._hub.stats()
+    async def stats(self) -> dict[str, Any]:
+        return {**self._hub.stats(), "attached": dict(self.attached), "pid": os.getpid()}
 
 
-def get_or_create_hub_actor() -> Any:
-    """The named hub actor, started (detached, zero CPU) if no one has started it yet."""
+def _plain(value: Any) -> Any:
+    """A dataclass (the portfolio's views) as a dict, keeping exact Fractions for the edge to round."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def get_or_create_hub_actor(redis_url: str | None = None) -> Any:
+    """The named hub actor, started (detached, zero CPU) and attached if no one has started it yet."""
     import ray
 
     try:
         return ray.get_actor(HUB_ACTOR_NAME, namespace=HUB_NAMESPACE)
     except ValueError:
         pass
-    return (
+    hub: Any = (
         ray.remote(HubActor)
         .options(
             name=HUB_ACTOR_NAME,
@@ -160,8 +366,10 @@ def get_or_create_hub_actor() -> Any:
             max_concurrency=1000,
             max_restarts=-1,
         )
-        .remote()
+        .remote(redis_url=redis_url)
     )
+    hub.attach.remote()
+    return hub
 
 
 # Publishers ---------------------------------------------------------------------------------------

@@ -11,11 +11,14 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from actors.orders import OrderRequest
 from cluster.config import ShardlineConfig
@@ -23,6 +26,7 @@ from cluster.errors import ShardlineError
 from serve.candles import Candle
 from serve.channels import CANDLE_INTERVALS
 from serve.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable, TerminalError, UpstreamFailed
+from serve.hub import deployment_rows
 from serve.present import present
 from serve.prices import PriceError, minor_to_rupees, rupees_to_minor
 
@@ -37,6 +41,19 @@ EXECUTION = "execution"
 PORTFOLIO = "portfolio"
 ROUTER = "router"
 SUPERVISOR = "supervisor"
+MARKETDATA = "marketdata"
+FEED = "feed-0"  # new terminal subscriptions go to the first feed connection
+# Request fields the terminal remembers for its orders (the execution actor reports state only).
+ORDER_DETAIL_FIELDS = (
+    "side",
+    "quantity",
+    "order_type",
+    "product",
+    "validity",
+    "price",
+    "trigger_price",
+    "tag",
+)
 
 MANUAL_BOOK = "manual"
 SEARCH_LIMIT_MAX = 100
@@ -106,6 +123,8 @@ def translate_actor_error(actor: str, method: str, cause: BaseException) -> Term
         return NotFound(message or f"{actor}: not found")
     if isinstance(cause, PermissionError):
         return Conflict(message)
+    if isinstance(cause, ConnectionError | TimeoutError):
+        return ServiceUnavailable(f"{actor}: {message}")
     if isinstance(cause, ValueError):
         return InvalidRequest(message)
     logger.warning("%s.%s() failed: %r", actor, method, cause)
@@ -299,6 +318,9 @@ class TerminalService:
         self._catalog = catalog
         self.actors = actors
         self._clock = clock
+        # client_order_id -> request fields (paise), from this replica's orders and the hub's.
+        self.order_details: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.publish: Callable[[list[tuple[str, str, dict[str, Any]]]], None] = lambda updates: None
 
     # Instruments and market data ------------------------------------------------------------------
 
@@ -343,10 +365,20 @@ class TerminalService:
 
     async def depth(self, key: str) -> dict[str, Any]:
         view = self.catalog.get(key)
-        result = await self.actors.call(ROUTER, "depth", view.iid)
-        if result is None:
-            raise NotFound(f"no depth for {key} yet")
-        return depth_body(view, result)
+        found = await self.depth_many([key])
+        if key not in found:
+            raise NotFound(f"the broker has no quote for {key}")
+        return depth_body(view, found[key])
+
+    async def depth_many(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """FULL quotes with five levels a side (paise), by instrument."""
+        result: dict[str, dict[str, Any]] = await self.actors.call(MARKETDATA, "quotes", keys)
+        return result
+
+    async def closes(self, keys: list[str]) -> dict[str, int]:
+        """Previous closes (paise), for day change."""
+        result: dict[str, int] = await self.actors.call(MARKETDATA, "closes", keys)
+        return result
 
     async def candles(self, key: str, interval: str, start_s: int, end_s: int) -> list[dict[str, Any]]:
         view = self.catalog.get(key)
@@ -354,10 +386,15 @@ class TerminalService:
             raise InvalidRequest(f"interval: one of {', '.join(CANDLE_INTERVALS)}", "interval")
         if end_s <= start_s:
             raise InvalidRequest("to: must be after from", "to")
-        rows = await self.actors.call(EXECUTION, "candles", key, interval, start_s, end_s)
-        return [
-            candle_body(Candle(**row) if isinstance(row, dict) else row, view.price_scale) for row in rows
-        ]
+        rows = await self.actors.call(MARKETDATA, "candles", key, interval, start_s, end_s)
+        return [candle_body(Candle(**row), view.price_scale) for row in rows]
+
+    async def follow(self, owner: str, keys: list[str]) -> None:
+        """Ask the feed to stream `keys` for `owner` (a terminal replica), so any watched instrument ticks."""
+        await self.actors.call(FEED, "subscribe", owner, keys)
+
+    async def unfollow(self, owner: str, keys: list[str]) -> None:
+        await self.actors.call(FEED, "unsubscribe", owner, keys)
 
     # Orders -----------------------------------------------------------------------------------------
 
@@ -380,8 +417,20 @@ class TerminalService:
 
     async def place_order(self, user: User, body: schemas.PlaceOrderRequest) -> dict[str, Any]:
         request = self.order_request(user, body)
+        details = {f: getattr(request, f) for f in ORDER_DETAIL_FIELDS} | {"placed_by": user.username}
+        details = msgspec.to_builtins(details)
+        self.remember_order(request.client_order_id, details)
         update = await self.actors.call(EXECUTION, "submit", request)
+        # Every replica learns what this order is through the hub (orders entries merge there).
+        self.publish([("orders", request.client_order_id, details)])
         return self._order_body(update)
+
+    def remember_order(self, client_order_id: str, details: dict[str, Any]) -> None:
+        known = self.order_details.pop(client_order_id, {})
+        wanted = {k: v for k, v in details.items() if k in ORDER_DETAIL_FIELDS or k == "placed_by"}
+        self.order_details[client_order_id] = known | wanted
+        while len(self.order_details) > 100_000:
+            self.order_details.popitem(last=False)
 
     async def modify_order(
         self, user: User, client_order_id: str, body: schemas.ModifyOrderRequest
@@ -421,8 +470,12 @@ class TerminalService:
     def _order_body(self, update: Any) -> dict[str, Any]:
         if update is None:
             raise UpstreamFailed("the execution actor returned no order state")
-        data = present(update, self.price_scale(getattr(update, "instrument", None) or update["instrument"]))
-        return data
+        data = msgspec.to_builtins(update) if isinstance(update, msgspec.Struct) else dict(update)
+        fill = data.pop("fill", None)
+        if fill:
+            data["last_fill"] = {k: fill[k] for k in ("trade_id", "quantity", "price", "ts_ns") if k in fill}
+        data = self.order_details.get(data["client_order_id"], {}) | data
+        return present(data, self.price_scale(data["instrument"]))
 
     async def margin(self, body: schemas.MarginRequest) -> dict[str, Any]:
         view = self.catalog.get(body.instrument)
@@ -558,7 +611,8 @@ class TerminalService:
     # Deployments --------------------------------------------------------------------------------
 
     async def deployments(self) -> list[dict[str, Any]]:
-        return present(await self.actors.call(SUPERVISOR, "deployments"))
+        status = await self.actors.call(SUPERVISOR, "status")
+        return present(deployment_rows(status))
 
     async def deployment_start(self, user: User, name: str) -> Any:
         return present(await self.actors.call(SUPERVISOR, "start_deployment", name))

@@ -147,6 +147,12 @@ class Broadcaster:
         self._latest: dict[str, dict[str, Any]] = {}  # quote/depth channel -> raw data (paise)
         self._alerts: deque[dict[str, Any]] = deque(maxlen=RECENT_ALERTS)
         self._candles: dict[str, dict[str, CandleBuilder]] = {}  # instrument -> interval -> builder
+        self._keys_by_iid: dict[str, str] = {}
+        self._closes: dict[str, int] = {}  # previous close by instrument, for day change
+        self._closes_wanted: set[str] = set()
+        self._closes_missing: set[str] = set()  # the broker had no close: asked again only hourly
+        self._closes_missing_since = 0.0
+        self._followed: set[str] = set()  # instruments this replica asked the feed to stream
         self.stats = BroadcastStats()
         self._closed_conflated = 0
         self.hub_ready = asyncio.Event()
@@ -162,25 +168,50 @@ class Broadcaster:
                 logger.exception("dropping malformed hub update on %s", update.channel)
 
     def _deliver_one(self, update: HubUpdate) -> None:
-        channel, data = update.channel, update.data
+        channel, key, data = update.channel, update.key, update.data
+        if channel == "quote":  # keyed by catalog iid: resolve it with this replica's catalog
+            view = self._instrument_of(key)
+            if view is None:
+                return
+            channel, key = f"quote:{view}", ""
         kind = channel.partition(":")[0]
+        instrument: str | None
         if kind in ("quote", "depth"):
-            self._latest[channel] = data
+            instrument = channel.partition(":")[2]
             if kind == "quote":
-                self._update_candles(channel[6:], data)
-        elif kind == "alerts":
-            self._alerts.append(data)
+                close = self._closes.get(instrument)
+                if close is None and instrument not in self._closes_missing:
+                    self._closes_wanted.add(instrument)
+                elif "close" not in data:
+                    data = {**data, "close": close}
+                self._update_candles(instrument, data)
+            self._latest[channel] = data
+        else:
+            instrument = data.get("instrument") if isinstance(data, dict) else None
+            if kind == "alerts":
+                self._alerts.append(data)
+            elif kind == "orders" and isinstance(data, dict):
+                self._service.remember_order(key, data)
         subscribers = self._subscribers.get(channel)
         if not subscribers:
             return
-        instrument = data.get("instrument") if isinstance(data, dict) else None
-        if kind in ("quote", "depth"):
-            instrument = channel.partition(":")[2]
         body = self._present(data, instrument)
-        text = frame({"type": "update", "channel": channel, "key": update.key, "data": body})
+        text = frame({"type": "update", "channel": channel, "key": key, "data": body})
         for session in subscribers:
-            session.outbox.offer(channel, update.key, text)
+            session.outbox.offer(channel, key, text)
             session.wake.set()
+
+    def _instrument_of(self, iid_text: str) -> str | None:
+        key = self._keys_by_iid.get(iid_text)
+        if key is None:
+            try:
+                view = self._service.catalog.by_iid(int(iid_text))
+            except (TerminalError, ValueError):
+                return None
+            if view is None:
+                return None
+            key = self._keys_by_iid[iid_text] = view.key
+        return key
 
     def _present(self, data: dict[str, Any], instrument: str | None) -> Any:
         scale = self._service.price_scale(instrument) if instrument else 100
@@ -477,6 +508,48 @@ class Broadcaster:
                     session.close_after_flush(CLOSE_UNAUTHENTICATED, "token expired")
                     continue
                 session.push_first({"type": "heartbeat", "ts": int(now * 1000)})
+
+    async def run_market_loop(self, interval_s: float = 1.0) -> None:
+        """Once a second: depth for subscribed depth channels, previous closes for new quotes, and
+        feed subscriptions for instruments clients watch (one call each, for the whole replica)."""
+        owner = f"terminal-{self.replica}"
+        while True:
+            await asyncio.sleep(interval_s)  # the refresh period itself
+            await self._market_round(owner)
+
+    async def _market_round(self, owner: str) -> None:
+        depth_keys = [c[6:] for c in self._subscribers if c.startswith("depth:")]
+        if depth_keys:
+            try:
+                found = await self._service.depth_many(depth_keys)
+                self.deliver([HubUpdate(0, f"depth:{k}", "", data) for k, data in found.items()])
+            except TerminalError as err:
+                logger.debug("depth refresh failed: %s", err)
+        if self._monotonic() - self._closes_missing_since > 3600:
+            self._closes_missing.clear()
+            self._closes_missing_since = self._monotonic()
+        if self._closes_wanted:
+            wanted = sorted(self._closes_wanted)[:200]
+            self._closes_wanted.difference_update(wanted)
+            closes: dict[str, int] = {}
+            try:
+                closes = await self._service.closes(wanted)
+            except TerminalError as err:
+                logger.debug("previous closes failed: %s", err)
+            self._closes.update(closes)
+            self._closes_missing.update(k for k in wanted if k not in closes)
+        watched = {c[6:] for c in self._subscribers if c.startswith("quote:")}
+        candles = (c for c in self._subscribers if c.startswith("candles:"))
+        watched |= {c[8:].rpartition(":")[0] for c in candles}
+        try:
+            if added := sorted(watched - self._followed):
+                await self._service.follow(owner, added)
+                self._followed.update(added)
+            if dropped := sorted(self._followed - watched):
+                await self._service.unfollow(owner, dropped)
+                self._followed.difference_update(dropped)
+        except TerminalError as err:
+            logger.debug("feed subscription change failed: %s", err)
 
     def describe(self) -> dict[str, Any]:
         return {
