@@ -91,10 +91,13 @@ class ExecutionActor:
         redis_url = redis_url if redis_url is not None else Secrets().redis_url
         journal = open_journal(stream, config.data_path, redis_url)
         lookup = None
+        self._keys_by_iid: list[str] = []
         if load_catalog:
             from catalog.sources import load_default_catalog
 
-            lookup = load_default_catalog(config).get
+            catalog = load_default_catalog(config)
+            lookup = catalog.get
+            self._keys_by_iid = [i.key for i in catalog.instruments]
         risk = PreTradeRisk.from_config(config.risk, config.deployments, lookup)
         self._venue, self._venue_name = self._open_venue(venue, config, endpoints, credentials)
         self._engine = ExecutionEngine(journal, self._venue, risk)
@@ -167,6 +170,17 @@ class ExecutionActor:
             for instrument, price in marks.items():
                 self._venue.set_quote(instrument, int(price))
 
+    async def on_quotes(self, quotes: Any) -> None:
+        """The router's quote board (iid, ltp, bid, ask, ...) as marks; the router pushes it."""
+        keys = self._keys_by_iid
+        marks = {
+            keys[iid]: int(ltp)
+            for iid, ltp in zip(quotes["iid"].tolist(), quotes["ltp"].tolist(), strict=True)
+            if ltp > 0 and 0 <= iid < len(keys)
+        }
+        if marks:
+            await self.update_marks(marks)
+
     async def set_holdings(self, book: str, instrument: str, quantity: int) -> None:
         self._engine.set_holdings(book, instrument, quantity)
 
@@ -202,9 +216,16 @@ class ExecutionActor:
     # -- internals ---------------------------------------------------------------------------
 
     async def _reconciled(self) -> None:
+        """Before the first command of an incarnation: open the venue's feeds, settle what is in doubt."""
         if self._ready is None:
-            self._ready = asyncio.get_running_loop().create_task(self._engine.reconcile())
+            self._ready = asyncio.get_running_loop().create_task(self._start_venue())
         await asyncio.shield(self._ready)
+
+    async def _start_venue(self) -> int:
+        start = getattr(self._venue, "start", None)
+        if start is not None:
+            await start()
+        return await self._engine.reconcile()
 
     def _forward_update(self, update: OrderUpdate) -> None:
         for name in self._engine.subscribers_of(update.book):
@@ -275,8 +296,8 @@ class PaperVenueActor:
     async def cancel(self, order: OrderRequest, venue_order_id: str) -> VenueAck:
         return await self._venue.cancel(order, venue_order_id)
 
-    async def find(self, client_order_id: str, venue_order_id: str | None = None) -> VenueOrderState | None:
-        return await self._venue.find(client_order_id, venue_order_id)
+    async def find(self, order: OrderRequest, venue_order_id: str | None = None) -> VenueOrderState | None:
+        return await self._venue.find(order, venue_order_id)
 
     async def set_quote(self, instrument: str, ltp: int, bid: int = 0, ask: int = 0) -> None:
         self._venue.set_quote(instrument, ltp, bid, ask)

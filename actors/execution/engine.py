@@ -167,7 +167,7 @@ class ExecutionEngine:
                 settled += 1
                 continue
             try:
-                state = await self.venue.find(order.client_order_id, order.venue_order_id)
+                state = await self.venue.find(order.request, order.venue_order_id)
             except Exception as err:
                 self.stats.venue_errors += 1
                 log.warning("reconcile %s: the venue did not answer: %r", order.client_order_id, err)
@@ -576,7 +576,7 @@ class ExecutionEngine:
         self.stats.venue_errors += 1
         log.warning("submit %s: no answer from the venue: %r", order.client_order_id, err)
         try:
-            state = await self.venue.find(order.client_order_id, order.venue_order_id)
+            state = await self.venue.find(order.request, order.venue_order_id)
         except Exception as again:
             log.error("submit %s: outcome unknown until reconcile: %r", order.client_order_id, again)
             return None

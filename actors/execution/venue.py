@@ -96,8 +96,8 @@ class Venue(Protocol):
 
     async def cancel(self, order: OrderRequest, venue_order_id: str) -> VenueAck: ...
 
-    async def find(self, client_order_id: str, venue_order_id: str | None = None) -> VenueOrderState | None:
-        """What the venue knows of an order (`venue_order_id` when the engine has it), or None."""
+    async def find(self, order: OrderRequest, venue_order_id: str | None = None) -> VenueOrderState | None:
+        """What the venue knows of `order` (by `venue_order_id` when the engine has it), or None."""
         ...
 
     def attach(self, sink: EventSink) -> None:
@@ -186,12 +186,12 @@ class LocalPaperVenue:
         resting.status = OrderStatus.CANCELLED
         return VenueAck(accepted=True, venue_order_id=venue_order_id, status=OrderStatus.CANCELLED)
 
-    async def find(self, client_order_id: str, venue_order_id: str | None = None) -> VenueOrderState | None:
-        resting = self._orders.get(client_order_id)
+    async def find(self, order: OrderRequest, venue_order_id: str | None = None) -> VenueOrderState | None:
+        resting = self._orders.get(order.client_order_id)
         if resting is None:
             return None
         return VenueOrderState(
-            client_order_id=client_order_id,
+            client_order_id=order.client_order_id,
             venue_order_id=resting.venue_order_id,
             status=resting.status,
             fills=list(resting.fills),
@@ -282,8 +282,8 @@ class ActorVenue:
         ack: VenueAck = await self._handle.cancel.remote(order, venue_order_id)
         return ack
 
-    async def find(self, client_order_id: str, venue_order_id: str | None = None) -> VenueOrderState | None:
-        state: VenueOrderState | None = await self._handle.find.remote(client_order_id, venue_order_id)
+    async def find(self, order: OrderRequest, venue_order_id: str | None = None) -> VenueOrderState | None:
+        state: VenueOrderState | None = await self._handle.find.remote(order, venue_order_id)
         return state
 
     def attach(self, sink: EventSink) -> None:

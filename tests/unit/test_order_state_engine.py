@@ -105,7 +105,7 @@ async def test_a_market_order_is_journaled_before_it_is_sent_and_reports_each_st
 async def test_a_refused_order_is_rejected_with_the_reason_and_never_sent(h: Harness) -> None:
     update = await h.engine.submit(order("big", quantity=200_000))
     assert update.status is S.REJECTED and "exceeds the global maximum order quantity" in update.reason
-    assert await h.venue.find("big") is None
+    assert await h.venue.find(order("big", quantity=200_000)) is None
     assert h.engine.stats.refused == 1
     again = await h.engine.submit(order("big", quantity=200_000))  # a retry gets the same answer
     assert again == update
@@ -201,7 +201,7 @@ class CrossingVenue(LocalPaperVenue):
         ack = await super().submit(order)
         self._sink = sink
         assert sink is not None
-        for fill in (await self.find(order.client_order_id)).fills:  # type: ignore[union-attr]
+        for fill in (await self.find(order)).fills:  # type: ignore[union-attr]
             sink(fill)
         return ack
 
