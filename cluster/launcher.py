@@ -25,6 +25,7 @@ from catalog.sources import load_default_catalog
 from cluster.config import Secrets, ShardlineConfig
 from cluster.errors import ShardlineError
 from cluster.topology import (
+    EXECUTION,
     NAMESPACE,
     PORTFOLIO,
     ROUTER,
@@ -192,6 +193,11 @@ def up(
     )
     router = remote(RouterActor).options(**_detached(ROUTER, max_concurrency=1000)).remote(config)
     _wait("portfolio, execution and router", [a.stats.remote() for a in (portfolio, execution, router)])
+    # Latest quotes reach risk (price bands, market order values) and paper fills at a bounded rate.
+    _wait(
+        "quote listeners",
+        [router.register_quote_listener.remote(name, "on_quotes") for name in (EXECUTION, PORTFOLIO)],
+    )
     hub = _start_hub(config)
 
     for deployment_plan in plan.deployments:
