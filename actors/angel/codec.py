@@ -196,12 +196,22 @@ class TickDecoder:
     def from_keys(cls, iid_by_key: Mapping[str, int]) -> TickDecoder:
         return cls(InstrumentIndex(iid_by_key))
 
-    def decode(self, frames: Sequence[bytes | str], ts_recv_ns: int) -> np.ndarray:
+    def decode(self, frames: Sequence[bytes | str | np.ndarray], ts_recv_ns: int) -> np.ndarray:
         """Ticks for the decodable frames, in input order; the rest are counted in `stats`."""
         return self.ticks_from(self.split(frames), ts_recv_ns)
 
-    def split(self, frames: Sequence[bytes | str]) -> list[FrameRecords]:
-        """Frames grouped by mode into packet records with iids (unknown tokens dropped)."""
+    def split(self, frames: Sequence[bytes | str | np.ndarray]) -> list[FrameRecords]:
+        """Frames grouped by mode into packet records with iids (unknown tokens dropped).
+
+        Besides one `bytes` per frame, an item may be a 2-D uint8 array holding one packet per
+        row (a run of equal-sized frames already split off the socket).
+        """
+        if any(isinstance(f, np.ndarray) for f in frames[:1]):
+            packed = self._packed(frames)  # type: ignore[arg-type]
+            if packed is not None:
+                return self._with_iids(packed)
+        if any(isinstance(f, np.ndarray) for f in frames):
+            frames = _one_per_frame(frames)
         try:
             joined = b"".join(frames)  # type: ignore[arg-type]
             binary: Sequence[bytes] = frames  # type: ignore[assignment]
@@ -215,6 +225,9 @@ class TickDecoder:
         groups = self._single_mode(binary, joined)
         if groups is None:
             groups = self._mixed_modes(binary, joined)
+        return self._with_iids(groups)
+
+    def _with_iids(self, groups: _ModeGroups) -> list[FrameRecords]:
         out = []
         for mode, records, positions in groups:
             iids = self.index.lookup(InstrumentIndex.key_bytes(records))
@@ -226,6 +239,24 @@ class TickDecoder:
             self.stats.decoded += len(records)
             out.append(FrameRecords(mode, records, iids, positions))
         return out
+
+    @staticmethod
+    def _packed(blocks: Sequence[np.ndarray]) -> _ModeGroups | None:
+        """Blocks of packets of one mode: one array, no copy per frame (None: not that case)."""
+        width = blocks[0].shape[1] if blocks[0].ndim == 2 else 0
+        mode_by_size = {size: mode for mode, size in PACKET_SIZE.items()}
+        if width not in mode_by_size or not all(
+            isinstance(b, np.ndarray) and b.ndim == 2 and b.shape[1] == width for b in blocks
+        ):
+            return None
+        mode = mode_by_size[width]
+        packed = np.ascontiguousarray(
+            np.concatenate(blocks) if len(blocks) > 1 else blocks[0], dtype=np.uint8
+        )
+        records = packed.view(PACKET_DTYPE[mode]).reshape(len(packed))
+        if not (records["mode"] == mode).all():
+            return None
+        return [(mode, records, np.arange(len(records)))]
 
     def _single_mode(self, frames: Sequence[bytes], joined: bytes) -> _ModeGroups | None:
         """The common case, every frame one well-formed mode: one `frombuffer`, no grouping."""
@@ -277,6 +308,17 @@ class TickDecoder:
         order = np.argsort(np.concatenate([g.positions for g in groups]), kind="stable")
         out[:] = np.concatenate([_ticks_of(g, ts_recv_ns) for g in groups])[order]
         return out
+
+
+def _one_per_frame(items: Sequence[bytes | str | np.ndarray]) -> list[bytes | str]:
+    """Blocks of packets as one `bytes` per packet, in order, for the careful path."""
+    out: list[bytes | str] = []
+    for item in items:
+        if isinstance(item, np.ndarray):
+            out.extend(row.tobytes() for row in item)
+        else:
+            out.append(item)
+    return out
 
 
 def _ticks_of(group: FrameRecords, ts_recv_ns: int) -> np.ndarray:

@@ -9,22 +9,28 @@ closes or stalls is reopened with exponential back-off and jitter, and everythin
 subscribed again. Angel's limits hold: at most 1000 token×mode subscriptions per socket and three
 sockets per login; a subscription beyond that is refused with an error saying so.
 
-Two websocket libraries can carry the frames (`aiohttp`, the default, and `websockets`): the
-feed benchmark measures both.
+Three receive paths can carry the frames: `aiohttp` (the default), `websockets`, and `raw`
+(framing done here, splitting each socket read into packets with numpy); the feed benchmark
+measures them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import inspect
 import itertools
 import json
 import logging
+import os
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 import numpy as np
@@ -42,7 +48,7 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBE, UNSUBSCRIBE = 1, 0
 FEED_MODES = {"ltp": FeedMode.LTP, "quote": FeedMode.QUOTE, "snap_quote": FeedMode.SNAP_QUOTE}
-Library = Literal["aiohttp", "websockets"]
+Library = Literal["aiohttp", "websockets", "raw"]
 TickSink = Callable[[np.ndarray], Awaitable[None] | None]
 HeaderSource = Callable[[], Awaitable[Mapping[str, str]]]
 
@@ -242,10 +248,15 @@ class StreamStats:
 
 
 class _FrameBuffer:
-    """Where every socket puts its binary frames until the flusher takes them."""
+    """Where every socket puts its binary frames until the flusher takes them.
+
+    An item is one frame (`bytes`) or a block of equal-sized packets (2-D uint8 array, one per
+    row); `count` is in packets either way.
+    """
 
     def __init__(self, max_ticks: int, clock_ns: Callable[[], int]) -> None:
-        self.frames: list[bytes] = []
+        self.frames: list[bytes | np.ndarray] = []
+        self.count = 0
         self.first_ns = 0
         self.max_ticks = max_ticks
         self.high_water = 4 * max_ticks
@@ -257,9 +268,9 @@ class _FrameBuffer:
 
     def add(self, frame: bytes) -> bool:
         """Keep a frame; True when the buffer is over its high-water mark (wait for `room`)."""
-        frames = self.frames
-        frames.append(frame)
-        n = len(frames)
+        self.frames.append(frame)
+        self.count += 1
+        n = self.count
         if n == 1:
             self.first_ns = self._clock_ns()
             self.has_frames.set()
@@ -270,13 +281,29 @@ class _FrameBuffer:
             return True
         return False
 
-    def take(self) -> tuple[list[bytes], int]:
-        frames, first_ns = self.frames, self.first_ns
+    def add_block(self, block: np.ndarray) -> bool:
+        """Keep a block of packets; True when over the high-water mark."""
+        if self.count == 0:
+            self.first_ns = self._clock_ns()
+            self.has_frames.set()
+        self.frames.append(block)
+        self.count += len(block)
+        if self.count >= self.max_ticks:
+            self.full.set()
+        if self.count >= self.high_water:
+            self.room.clear()
+            return True
+        return False
+
+    def take(self) -> tuple[list[bytes | np.ndarray], int, int]:
+        """The items, how many packets they hold, and when the first arrived."""
+        frames, count, first_ns = self.frames, self.count, self.first_ns
         self.frames = []
+        self.count = 0
         self.has_frames.clear()
         self.full.clear()
         self.room.set()
-        return frames, first_ns
+        return frames, count, first_ns
 
 
 class _Link:
@@ -390,6 +417,190 @@ class _WebsocketsLink(_Link):
         await self.ws.close()
 
 
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455, section 1.3
+_OP_CONTINUATION, _OP_TEXT, _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
+
+
+def _client_frame(opcode: int, payload: bytes) -> bytes:
+    """A final, masked client-to-server frame (RFC 6455 requires clients to mask)."""
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x80 | opcode, 0x80 | size])
+    elif size < 1 << 16:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
+    mask = os.urandom(4)
+    key = (mask * (size // 4 + 1))[:size]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(size, "big")
+    return head + mask + masked
+
+
+class _RawLink(_Link):
+    """WebSocket framing done here, on a plain asyncio stream.
+
+    The libraries hand over one message per `await`; here every read of the socket is split at
+    once, and a run of equal-sized binary frames (what SmartStream sends) becomes one 2-D array
+    of packets with no Python step per frame. Text, ping, close and fragmented frames take a
+    per-frame path. Handshake per RFC 6455, TLS for wss:// with certificate checks.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self._fragments: list[bytes] = []
+        self._fragment_opcode = 0
+
+    @classmethod
+    async def open(cls, url: str, headers: Mapping[str, str], timeout_s: float = 10.0) -> _RawLink:
+        parts = urlsplit(url)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ConnectionError(f"not a websocket URL: {url!r}")
+        secure = parts.scheme == "wss"
+        port = parts.port or (443 if secure else 80)
+        context = ssl.create_default_context() if secure else None
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(parts.hostname, port, ssl=context, limit=_MAX_FRAME * 4), timeout_s
+        )
+        key = base64.b64encode(os.urandom(16)).decode()
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        lines = [
+            f"GET {path} HTTP/1.1",
+            f"Host: {parts.hostname}:{port}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+            *(f"{name}: {value}" for name, value in headers.items()),
+        ]
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as err:
+            writer.close()
+            raise ConnectionError(f"handshake answer cut short: {err}") from None
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        fields = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+        try:
+            status = int(status_line.split(" ", 2)[1])
+        except (IndexError, ValueError):
+            writer.close()
+            raise ConnectionError(f"handshake answer is not HTTP: {status_line[:80]!r}") from None
+        if status != 101:
+            body = b""
+            with contextlib.suppress(Exception):
+                length = min(int(fields.get("content-length", "0")), 1000)
+                body = await asyncio.wait_for(reader.readexactly(length), 2.0) if length else b""
+            writer.close()
+            detail = body.decode(errors="replace") or status_line
+            if status == 401:
+                raise StreamAuthError(detail)
+            raise ConnectionError(f"handshake refused: HTTP {status} {detail}")
+        expected = base64.b64encode(hashlib.sha1(key.encode() + _WS_GUID).digest()).decode()
+        if fields.get("sec-websocket-accept") != expected:
+            writer.close()
+            raise ConnectionError("handshake answer has a wrong Sec-WebSocket-Accept")
+        return cls(reader, writer)
+
+    async def send_text(self, text: str) -> None:
+        self.writer.write(_client_frame(_OP_TEXT, text.encode()))
+        await self.writer.drain()
+
+    async def receive_into(
+        self, buffer: _FrameBuffer, on_text: Callable[[str], None], counter: list[int]
+    ) -> None:
+        pending = b""
+        read = self.reader.read
+        while True:
+            chunk = await read(1 << 18)
+            if not chunk:
+                return
+            data = pending + chunk if pending else chunk
+            used, over, closed = self._split(data, buffer, on_text, counter)
+            pending = data[used:]
+            if closed:
+                return
+            if over:
+                await buffer.room.wait()
+
+    def _split(
+        self, data: bytes, buffer: _FrameBuffer, on_text: Callable[[str], None], counter: list[int]
+    ) -> tuple[int, bool, bool]:
+        """Frames out of `data`: (bytes used, buffer over high water, socket closed)."""
+        pos, end, over = 0, len(data), False
+        while end - pos >= 2:
+            b0, b1 = data[pos], data[pos + 1]
+            if b1 & 0x80:
+                raise ConnectionError("server sent a masked frame")
+            size, head = b1 & 0x7F, 2
+            if size == 126:
+                if end - pos < 4:
+                    break
+                size, head = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
+            elif size == 127:
+                if end - pos < 10:
+                    break
+                size, head = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+            if size > _MAX_FRAME:
+                raise ConnectionError(f"frame of {size} bytes is over the {_MAX_FRAME} byte limit")
+            stop = pos + head + size
+            if stop > end:
+                break
+            opcode = b0 & 0x0F
+            if b0 == 0x80 | _OP_BINARY:
+                span = head + size
+                whole = (end - pos) // span
+                run = 1
+                if whole > 1:
+                    # A run of frames with this very header: one array, one row per packet.
+                    rows = np.frombuffer(data, np.uint8, count=whole * span, offset=pos).reshape(whole, span)
+                    same = (rows[:, :head] == rows[0, :head]).all(axis=1)
+                    run = whole if same.all() else int(np.argmin(same))
+                if run > 1:
+                    over = buffer.add_block(np.ascontiguousarray(rows[:run, head:])) or over
+                    counter[0] += run
+                    pos += run * span
+                    continue
+                over = buffer.add(data[pos + head : stop]) or over
+            elif opcode == _OP_TEXT and b0 & 0x80:
+                on_text(data[pos + head : stop].decode("utf-8", "replace"))
+            elif opcode == _OP_PING:
+                self.writer.write(_client_frame(_OP_PONG, data[pos + head : stop]))
+            elif opcode == _OP_CLOSE:
+                with contextlib.suppress(Exception):
+                    self.writer.write(_client_frame(_OP_CLOSE, data[pos + head : pos + head + 2]))
+                return stop, over, True
+            elif opcode in (_OP_TEXT, _OP_BINARY, _OP_CONTINUATION):
+                over = self._fragment(b0, data[pos + head : stop], buffer, on_text) or over
+            counter[0] += 1
+            pos = stop
+        return pos, over, False
+
+    def _fragment(
+        self, b0: int, payload: bytes, buffer: _FrameBuffer, on_text: Callable[[str], None]
+    ) -> bool:
+        """A message sent in pieces: keep them until the final one."""
+        opcode = b0 & 0x0F
+        if opcode != _OP_CONTINUATION:
+            self._fragment_opcode, self._fragments = opcode, []
+        self._fragments.append(payload)
+        if not b0 & 0x80:
+            return False
+        message = b"".join(self._fragments)
+        self._fragments = []
+        if self._fragment_opcode == _OP_TEXT:
+            on_text(message.decode("utf-8", "replace"))
+            return False
+        return buffer.add(message)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.write(_client_frame(_OP_CLOSE, (1000).to_bytes(2, "big")))
+        self.writer.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.wait_closed(), 2.0)
+
+
 class _Connection:
     """One socket's life: open, subscribe, receive, watch, reopen."""
 
@@ -422,8 +633,8 @@ class SmartStreamClient:
         Limits, flush, heartbeat, stall and reconnect settings.
     on_auth_refused : Callable[[], Awaitable[None]], optional
         Called when the server refuses the handshake credentials (renew the session there).
-    library : "aiohttp" | "websockets"
-        Which websocket library carries the frames.
+    library : "aiohttp" | "websockets" | "raw"
+        Which receive path carries the frames.
     """
 
     def __init__(
@@ -438,8 +649,8 @@ class SmartStreamClient:
         library: Library = "aiohttp",
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        if library not in ("aiohttp", "websockets"):
-            raise ValueError(f"library must be 'aiohttp' or 'websockets', not {library!r}")
+        if library not in ("aiohttp", "websockets", "raw"):
+            raise ValueError(f"library must be 'aiohttp', 'websockets' or 'raw', not {library!r}")
         self.url = url
         self.config = config or FeedConfig()
         self.decoder = decoder
@@ -613,6 +824,8 @@ class SmartStreamClient:
         if self.library == "aiohttp":
             assert self._http is not None
             return await _AiohttpLink.open(self._http, self.url, headers)
+        if self.library == "raw":
+            return await _RawLink.open(self.url, headers)
         return await _WebsocketsLink.open(self.url, headers)
 
     def _backoff(self, failures: int) -> float:
@@ -704,14 +917,14 @@ class SmartStreamClient:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(interval):
                         await buffer.full.wait()
-            frames, first_ns = buffer.take()
+            frames, count, first_ns = buffer.take()
             if frames:
-                await self._deliver(frames, first_ns)
+                await self._deliver(frames, count, first_ns)
             if not self._running and not buffer.frames:
                 return
 
-    async def _deliver(self, frames: list[bytes], first_ns: int) -> None:
-        self.stats.frames += len(frames)
+    async def _deliver(self, frames: list[bytes | np.ndarray], count: int, first_ns: int) -> None:
+        self.stats.frames += count
         started = time.thread_time_ns()  # CPU time: other processes' load does not count
         ticks = self.tracker.filter(self.decoder.decode(frames, first_ns))
         self.stats.decode_ns += time.thread_time_ns() - started

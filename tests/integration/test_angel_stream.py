@@ -187,7 +187,10 @@ def packet(key: str, seq: int, mode: FeedMode = FeedMode.SNAP_QUOTE, ltp: int = 
 # ----------------------------------------------------------------------------------- tests
 
 
-@pytest.mark.parametrize("library", ["aiohttp", "websockets"])
+LIBRARIES = ["aiohttp", "websockets", "raw"]
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
 async def test_ticks_arrive_decoded_in_feed_order(
     angel: AngelConnection, sim: SimServer, library: Library
 ) -> None:
@@ -259,11 +262,12 @@ async def test_subscriptions_stay_within_angels_limits(angel: AngelConnection, s
         await client.stop()
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
 async def test_socket_killed_mid_stream_reconnects_and_resubscribes(
-    angel: AngelConnection, sim: SimServer
+    angel: AngelConnection, sim: SimServer, library: Library
 ) -> None:
     sink = Collected()
-    client = stream(angel, sink)
+    client = stream(angel, sink, library=library)
     await client.start()
     wanted = KEYS[:20]
     try:
@@ -282,11 +286,12 @@ async def test_socket_killed_mid_stream_reconnects_and_resubscribes(
     assert client.counters()["connects"] >= 2
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
 async def test_ticks_replayed_after_a_reconnect_are_dropped(
-    angel: AngelConnection, sim: SimServer, relay: Any
+    angel: AngelConnection, sim: SimServer, relay: Any, library: Library
 ) -> None:
     sink = Collected()
-    client = stream(angel, sink, url=relay.url)
+    client = stream(angel, sink, url=relay.url, library=library)
     await client.start()
     key = KEYS[0]
     try:
@@ -303,9 +308,12 @@ async def test_ticks_replayed_after_a_reconnect_are_dropped(
     assert_feed_order_without_duplicates(sink.all())
 
 
-async def test_a_silent_socket_is_noticed_and_replaced(angel: AngelConnection, relay: Any) -> None:
+@pytest.mark.parametrize("library", LIBRARIES)
+async def test_a_silent_socket_is_noticed_and_replaced(
+    angel: AngelConnection, relay: Any, library: Library
+) -> None:
     sink = Collected()
-    client = stream(angel, sink, url=relay.url, stall_timeout_s=0.6, heartbeat_s=30)
+    client = stream(angel, sink, url=relay.url, library=library, stall_timeout_s=0.6, heartbeat_s=30)
     await client.start()
     try:
         await client.subscribe(KEYS[:10], FeedMode.LTP)
@@ -321,7 +329,10 @@ async def test_a_silent_socket_is_noticed_and_replaced(angel: AngelConnection, r
     assert_feed_order_without_duplicates(sink.all())
 
 
-async def test_malformed_frames_are_counted_and_skipped(angel: AngelConnection, relay: Any) -> None:
+@pytest.mark.parametrize("library", LIBRARIES)
+async def test_malformed_frames_are_counted_and_skipped(
+    angel: AngelConnection, relay: Any, library: Library
+) -> None:
     sink = Collected()
     relay.inject = [
         server_frame("not a packet"),
@@ -333,7 +344,7 @@ async def test_malformed_frames_are_counted_and_skipped(angel: AngelConnection, 
             '{"correlationID": null, "errorCode": "E1001", "errorMessage": "Invalid Request Payload"}'
         ),
     ]
-    client = stream(angel, sink, url=relay.url)
+    client = stream(angel, sink, url=relay.url, library=library)
     await client.start()
     try:
         await client.subscribe(KEYS[:5], FeedMode.SNAP_QUOTE)
@@ -363,11 +374,12 @@ async def test_unknown_token_gets_the_servers_error_and_the_rest_flows(angel: An
     assert set(sink.all()["iid"].tolist()) == {IID[KEYS[0]]}
 
 
+@pytest.mark.parametrize("library", LIBRARIES)
 async def test_refused_credentials_renew_the_session_and_reconnect(
-    angel: AngelConnection, sim: SimServer
+    angel: AngelConnection, sim: SimServer, library: Library
 ) -> None:
     sink = Collected()
-    client = stream(angel, sink)
+    client = stream(angel, sink, library=library)
     await client.start()
     try:
         await client.subscribe(KEYS[:5], FeedMode.LTP)

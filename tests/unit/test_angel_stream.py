@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from actors.angel.packets import PACKET_SIZE
 from actors.angel.stream import (
     SequenceTracker,
     SubscriptionLimitError,
     SubscriptionPlan,
+    _client_frame,
+    _FrameBuffer,
+    _RawLink,
     reconnect_delay,
     subscription_message,
 )
@@ -163,3 +169,131 @@ def test_tracker_grows_for_iids_past_its_first_size() -> None:
     tracker = SequenceTracker(1)
     kept = tracker.filter(ticks_of([(500, 1, 1), (500, 1, 2), (3, 1, 1)]))
     assert len(kept) == 3 and tracker.last_seq(500, LTP) == 2
+
+
+# ----------------------------------------------------------------------------------- raw framing
+
+
+def server_frame(payload: bytes, opcode: int = 0x2, final: bool = True) -> bytes:
+    """An unmasked server-to-client frame."""
+    size = len(payload)
+    first = (0x80 if final else 0) | opcode
+    if size < 126:
+        return bytes([first, size]) + payload
+    if size < 1 << 16:
+        return bytes([first, 126]) + size.to_bytes(2, "big") + payload
+    return bytes([first, 127]) + size.to_bytes(8, "big") + payload
+
+
+def unmask(frame: bytes) -> tuple[int, bytes]:
+    """(opcode, payload) of a masked client frame."""
+    assert frame[1] & 0x80, "client frames must be masked"
+    size, at = frame[1] & 0x7F, 2
+    if size == 126:
+        size, at = int.from_bytes(frame[2:4], "big"), 4
+    elif size == 127:
+        size, at = int.from_bytes(frame[2:10], "big"), 10
+    mask = frame[at : at + 4]
+    body = frame[at + 4 : at + 4 + size]
+    assert len(body) == size
+    return frame[0] & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536])
+def test_client_frames_are_masked_and_sized(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    assert unmask(_client_frame(0x1, payload)) == (0x1, payload)
+
+
+def packets_of(n: int, mode: FeedMode = SNAP) -> list[bytes]:
+    return [
+        bytes([int(mode)])
+        + i.to_bytes(4, "little") * (PACKET_SIZE[mode] // 4)
+        + b"\x00" * (PACKET_SIZE[mode] % 4 - 1)
+        for i in range(n)
+    ]
+
+
+def run_chunks(link: _RawLink, chunks: list[bytes], texts: list[str]) -> tuple[list[bytes], bool]:
+    """Feed socket reads through the link's splitter as `receive_into` does."""
+    buffer = _FrameBuffer(max_ticks=1 << 20, clock_ns=lambda: 0)
+    counter = [0]
+    pending, closed = b"", False
+    for chunk in chunks:
+        data = pending + chunk
+        used, _, closed = link._split(data, buffer, texts.append, counter)
+        pending = data[used:]
+        if closed:
+            break
+    frames: list[bytes] = []
+    for item in buffer.take()[0]:
+        if isinstance(item, np.ndarray):
+            frames.extend(row.tobytes() for row in item)
+        else:
+            frames.append(item)
+    assert pending == b"" or closed
+    return frames, closed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 3000), min_size=1, max_size=40), st.integers(0, 60), st.integers(0, 3))
+def test_frames_survive_any_split_of_the_byte_stream(cuts: list[int], snaps: int, ltps: int) -> None:
+    snap, ltp = packets_of(snaps), packets_of(ltps, LTP)
+    messages = [server_frame(p) for p in snap[: snaps // 2]]
+    messages.append(server_frame(b"pong", opcode=0x1))
+    messages += [server_frame(p) for p in ltp] + [server_frame(p) for p in snap[snaps // 2 :]]
+    messages += [server_frame(b'{"errorCode"', opcode=0x1, final=False), server_frame(b": 1}", opcode=0x0)]
+    stream_bytes = b"".join(messages)
+    chunks, at = [], 0
+    for cut in cuts:
+        chunks.append(stream_bytes[at : at + cut])
+        at += cut
+    chunks.append(stream_bytes[at:])
+    texts: list[str] = []
+    frames, closed = run_chunks(_RawLink(None, None), [c for c in chunks if c], texts)  # type: ignore[arg-type]
+    assert not closed
+    assert frames == snap[: snaps // 2] + ltp + snap[snaps // 2 :]
+    assert texts == ["pong", '{"errorCode": 1}']
+
+
+def test_a_run_of_equal_frames_becomes_one_block() -> None:
+    buffer = _FrameBuffer(max_ticks=1 << 20, clock_ns=lambda: 0)
+    data = b"".join(server_frame(p) for p in packets_of(500))
+    used, _, _ = _RawLink(None, None)._split(data, buffer, lambda _: None, [0])  # type: ignore[arg-type]
+    assert used == len(data)
+    (block,) = buffer.take()[0]
+    assert isinstance(block, np.ndarray) and block.shape == (500, PACKET_SIZE[SNAP])
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (bytes([0x82, 0x80 | 5]) + b"\0" * 9, "masked frame"),
+        (bytes([0x82, 127]) + (1 << 40).to_bytes(8, "big"), "over the"),
+    ],
+)
+def test_frames_a_server_must_not_send_end_the_connection(data: bytes, message: str) -> None:
+    buffer = _FrameBuffer(max_ticks=10, clock_ns=lambda: 0)
+    with pytest.raises(ConnectionError, match=message):
+        _RawLink(None, None)._split(data, buffer, lambda _: None, [0])  # type: ignore[arg-type]
+
+
+async def test_ping_gets_a_pong_and_close_ends_the_socket_over_a_real_socket_pair() -> None:
+    ours, theirs = socket.socketpair()
+    reader, writer = await asyncio.open_connection(sock=ours)
+    peer_reader, peer_writer = await asyncio.open_connection(sock=theirs)
+    link = _RawLink(reader, writer)
+    buffer = _FrameBuffer(max_ticks=10, clock_ns=lambda: 0)
+    peer_writer.write(
+        server_frame(b"hb", opcode=0x9)
+        + server_frame(packets_of(1)[0])
+        + server_frame(b"\x03\xe8", opcode=0x8)
+    )
+    await asyncio.wait_for(link.receive_into(buffer, lambda _: None, [0]), 5)
+    assert buffer.take()[1] == 1
+    pong_size = 2 + 4 + 2  # header, mask, payload; the close frame is the same size
+    answer = await asyncio.wait_for(peer_reader.readexactly(2 * pong_size), 5)
+    assert unmask(answer[:pong_size]) == (0xA, b"hb")
+    assert unmask(answer[pong_size:]) == (0x8, b"\x03\xe8")
+    await link.close()
+    peer_writer.close()
