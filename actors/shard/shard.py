@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from nautilus_trader.common.messages import ShutdownSystem
 from nautilus_trader.config import (
+    CacheConfig,
     LiveDataEngineConfig,
     LiveExecEngineConfig,
     LiveRiskEngineConfig,
@@ -91,6 +92,9 @@ class ShardSpec:
         The product of orders that carry no "product:<NAME>" tag.
     log_level : str
         Nautilus's own log level (its logs go to the process's stdout).
+    cache_ticks : int
+        Ticks (and bars) the node's cache keeps per instrument for strategies to look back on;
+        Nautilus's default of 10,000 costs memory a shard of hundreds of instruments feels.
     max_orders_per_s : int
         The node's own order-rate throttle (submits, and separately modifies); orders beyond it
         wait in the engine. The broker's limits are the execution actor's to enforce.
@@ -109,6 +113,7 @@ class ShardSpec:
     product: Product = Product.INTRADAY
     log_level: str = "WARNING"
     max_orders_per_s: int = 100
+    cache_ticks: int = 1_000
     generation: int = 0
 
     def __post_init__(self) -> None:
@@ -116,6 +121,8 @@ class ShardSpec:
             raise ShardlineError(f"shard index {self.index} outside 0..{self.count - 1}")
         if not self.instruments:
             raise ShardlineError(f"deployment {self.deployment!r}: shard has no instruments")
+        if self.cache_ticks <= 0:
+            raise ShardlineError(f"cache_ticks must be positive, was {self.cache_ticks}")
         if self.max_orders_per_s <= 0:
             raise ShardlineError(f"max_orders_per_s must be positive, was {self.max_orders_per_s}")
 
@@ -231,6 +238,7 @@ class StrategyShard:
         return TradingNodeConfig(
             trader_id=TraderId(f"{spec.deployment.upper()}-{spec.trader_tag}"),
             logging=LoggingConfig(log_level=spec.log_level, log_colors=False),
+            cache=CacheConfig(tick_capacity=spec.cache_ticks, bar_capacity=spec.cache_ticks),
             # A strategy error on an order event must not end the process (the default is os._exit).
             data_engine=LiveDataEngineConfig(graceful_shutdown_on_exception=True),
             risk_engine=LiveRiskEngineConfig(
