@@ -302,6 +302,12 @@ class StrategyShard:
             if self._run_task.done() or self._state == FAILED:
                 raise ShardlineError(self._error or "the node stopped while starting")
             await asyncio.sleep(0.01)  # the kernel's start sequence has no completion event to await
+        # The strategy's subscriptions (made in on_start) reach the data client through the data
+        # engine's command queue and a task each: let them land before the first batch does.
+        data_engine, idle = kernel.data_engine, 0
+        while idle < 2:
+            idle = 0 if data_engine.cmd_qsize() else idle + 1
+            await asyncio.sleep(0)
         self._state = RUNNING
 
     def _on_run_done(self, task: asyncio.Task) -> None:
