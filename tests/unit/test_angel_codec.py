@@ -289,3 +289,35 @@ def test_depth_refuses_records_without_depth() -> None:
     (group,) = decoder.split([LTP])
     with pytest.raises(ValueError, match="SNAP_QUOTE"):
         depth_from(group)
+
+
+def as_block(frames: list[bytes]) -> np.ndarray:
+    return np.frombuffer(b"".join(frames), dtype=np.uint8).reshape(len(frames), len(frames[0]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(packets(), min_size=1, max_size=30, unique_by=lambda p: p[0]), st.integers(1, 5))
+def test_packet_blocks_decode_like_single_frames(batch: list[tuple[str, bytes]], pieces: int) -> None:
+    iid_by_key = {key: i for i, (key, _) in enumerate(batch)}
+    frames = [frame for _, frame in batch]
+    # Consecutive frames of one size form a block, as the raw receive path hands them over.
+    items: list[bytes | np.ndarray] = []
+    run: list[bytes] = []
+    for frame in frames:
+        if run and (len(frame) != len(run[0]) or len(run) == pieces):
+            items.append(as_block(run) if len(run) > 1 else run[0])
+            run = []
+        run.append(frame)
+    items.append(as_block(run) if len(run) > 1 else run[0])
+    from_items = TickDecoder.from_keys(iid_by_key).decode(items, ts_recv_ns=9)
+    from_frames = TickDecoder.from_keys(iid_by_key).decode(frames, ts_recv_ns=9)
+    assert from_items.tobytes() == from_frames.tobytes()
+
+
+def test_a_block_with_a_bad_mode_byte_is_counted_not_trusted() -> None:
+    good = [make_frame(FeedMode.SNAP_QUOTE, seq=i) for i in range(3)]
+    bad = bytes([2]) + good[1][1:]  # says QUOTE but is SNAP_QUOTE-sized
+    decoder = TickDecoder.from_keys({"NSE:3045": 0})
+    ticks = decoder.decode([as_block([good[0], bad, good[2]])], ts_recv_ns=0)
+    assert list(ticks["seq"]) == [0, 2]
+    assert decoder.stats.dropped["wrong_length"] == 1
