@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 import ray
+from nautilus_trader.config import PositiveInt, StrategyConfig
+from nautilus_trader.model.data import TradeTick
+from nautilus_trader.trading.strategy import Strategy
 
 from actors.orders import Fill, OrderRequest, OrderStatus, OrderUpdate
 from actors.shard.actor import start_shard_actor
@@ -25,6 +28,27 @@ from actors.shard.universe import ShardInstrument
 
 INSTRUMENTS = tuple(ShardInstrument.equity(i, f"S{i}-EQ", str(2000 + i), lot_size=10) for i in range(4))
 FILL_PRICE = 100_025  # paise
+
+
+class RaiseAfterConfig(StrategyConfig, frozen=True):
+    ticks: PositiveInt = 100
+
+
+class RaiseAfter(Strategy):
+    """Raises on the trade tick after `ticks` of them (for the failure test)."""
+
+    def __init__(self, config: RaiseAfterConfig) -> None:
+        super().__init__(config)
+        self.seen = 0
+
+    def on_start(self) -> None:
+        for instrument in self.cache.instruments():
+            self.subscribe_trade_ticks(instrument.id)
+
+    def on_trade_tick(self, tick: TradeTick) -> None:
+        self.seen += 1
+        if self.seen > self.config.ticks:
+            raise ValueError("deliberate failure")
 
 
 @ray.remote
@@ -292,3 +316,26 @@ def test_shard_trades_through_the_real_execution_actor(
     finally:
         for handle in (shard, execution, venue):
             ray.kill(handle, no_restart=True)
+
+
+def test_failing_strategy_leaves_the_actor_alive_and_answering(stand_ins: tuple[Any, Any]) -> None:
+    spec = ShardSpec(
+        deployment="raise-test",
+        strategy="test_shard_actor:RaiseAfter",
+        config={"ticks": 300},
+        instruments=INSTRUMENTS,
+    )
+    shard = start_shard_actor(spec)
+    try:
+        pid = ray.get(shard.stats.remote())["pid"]
+        for batch in batches(1_000, 250):
+            ray.get(shard.on_ticks.remote(batch), timeout=30)
+        ray.get(shard.drain.remote(), timeout=30)
+        stats = ray.get(shard.stats.remote())
+        assert stats["state"] == "failed"
+        assert "RaiseAfter" in stats["error"] and "deliberate failure" in stats["error"]
+        assert stats["pid"] == pid, "the same process: the error did not end it"
+        assert ray.get(shard.on_ticks.remote(batches(100, 100)[0]), timeout=30) == 0
+        assert ray.get(shard.stats.remote())["rows_dropped"] >= 100
+    finally:
+        ray.kill(shard, no_restart=True)
