@@ -70,28 +70,21 @@ class SearchArrays:
         keys, offsets, rows = _gram_postings(haystack, lengths)
         return cls(order, haystack, starts, keys, offsets, rows)
 
-    def save(self, path: Path) -> None:
-        np.savez(
-            path,
-            order=self.order,
-            haystack=self.haystack,
-            starts=self.starts,
-            gram_keys=self.gram_keys,
-            gram_offsets=self.gram_offsets,
-            gram_rows=self.gram_rows,
-        )
+    def save(self, directory: Path) -> None:
+        """One .npy per array in `directory` (created), so a load can memory-map them."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in _ARRAY_NAMES:
+            np.save(directory / f"{name}.npy", getattr(self, name), allow_pickle=False)
 
     @classmethod
-    def load(cls, path: Path) -> SearchArrays:
-        with np.load(path) as data:
-            return cls(
-                order=data["order"],
-                haystack=data["haystack"],
-                starts=data["starts"],
-                gram_keys=data["gram_keys"],
-                gram_offsets=data["gram_offsets"],
-                gram_rows=data["gram_rows"],
-            )
+    def load(cls, directory: Path) -> SearchArrays:
+        """Memory-mapped, read-only: pages are read as searches touch them, and processes on
+        one machine share them through the page cache."""
+        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAY_NAMES}
+        return cls(**arrays)
+
+
+_ARRAY_NAMES = ("order", "haystack", "starts", "gram_keys", "gram_offsets", "gram_rows")
 
 
 def _gram_postings(haystack: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -121,18 +114,28 @@ def _gram_postings(haystack: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarra
 
 
 class _RangeMinimum:
-    """Sparse table over `values`: the minimum of any range in O(1)."""
+    """Sparse table over `values`: the minimum of a range of at least `_SMALL_RUN` in O(1).
+
+    Shorter ranges are read directly, so the table keeps only its levels for windows of
+    `_SMALL_RUN` and wider (a third less memory than every level).
+    """
+
+    _FIRST_LEVEL = _SMALL_RUN.bit_length() - 1
 
     def __init__(self, values: np.ndarray) -> None:
-        self.levels = [values]
-        span = 1
+        self.values = values
+        self.levels: dict[int, np.ndarray] = {}
+        level, span, table = 0, 1, values
         while span * 2 <= values.size:
-            prev = self.levels[-1]
-            self.levels.append(np.minimum(prev[: prev.size - span], prev[span:]))
-            span *= 2
+            table = np.minimum(table[: table.size - span], table[span:])
+            span, level = span * 2, level + 1
+            if level >= self._FIRST_LEVEL:
+                self.levels[level] = table
 
     def min(self, lo: int, hi: int) -> int:
         """Smallest value in values[lo:hi] (hi > lo)."""
+        if hi - lo < _SMALL_RUN:
+            return int(self.values[lo:hi].min())
         level = (hi - lo).bit_length() - 1
         table = self.levels[level]
         return int(min(table[lo], table[hi - (1 << level)]))
@@ -157,7 +160,7 @@ class SymbolSearch:
         symbols: Sequence[str],
         cash_names_lower: Sequence[tuple[str, int]],
     ) -> None:
-        order = arrays.order
+        order = np.array(arrays.order)  # in memory: the range-minimum table is built from it
         self._order = order
         self._order_list = array("i", order.tobytes())  # fast element reads for bisection
         self._symbols = symbols

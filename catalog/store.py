@@ -8,7 +8,8 @@
   cache/<stem>-<digest>/          columnar cache of one source file:
       instruments.arrow             the normalised frame in iid order (Arrow IPC)
       report.json                   the load report of the original parse
-      search.npz                    the search index arrays, added by the first search
+      search/                       the search index arrays (.npy, memory-mapped), added by the
+                                    first search
 ```
 
 A cache entry is named after the source file's path, size and modification time, so a new
@@ -40,7 +41,7 @@ from cluster.errors import ShardlineError
 log = logging.getLogger(__name__)
 
 # Bump when the frame layout or the search arrays change, so old cache entries are ignored.
-CACHE_FORMAT: Final = 2
+CACHE_FORMAT: Final = 3
 LAST_GOOD_NAME: Final = "OpenAPIScripMaster.json"
 
 PhaseCallback = Callable[[str], None]
@@ -140,7 +141,7 @@ def _cache_entry(cache_dir: Path, source: Path) -> Path:
 def _search_arrays_at(entry: Path, frame: pl.DataFrame) -> Callable[[], SearchArrays]:
     """Loader for the entry's search arrays: read them, or build them from the frame and keep
     them in the entry for the next process. Runs on the first search only."""
-    path = entry / "search.npz"
+    path = entry / "search"
 
     def load() -> SearchArrays:
         try:
@@ -149,15 +150,18 @@ def _search_arrays_at(entry: Path, frame: pl.DataFrame) -> Callable[[], SearchAr
             pass  # nobody has searched this file yet
         except Exception as err:
             log.warning("rebuilding the search index: cannot read %s: %s", path, err)
+            shutil.rmtree(path, ignore_errors=True)
         arrays = build_search_arrays(frame)
         if entry.is_dir():
-            tmp = entry / f".search.{os.getpid()}.npz"
+            tmp = entry / f".search.{os.getpid()}.tmp"
             try:
                 arrays.save(tmp)
-                os.replace(tmp, path)
+                tmp.rename(path)
             except OSError as err:
-                log.warning("could not keep the search index in %s: %s", entry, err)
-                tmp.unlink(missing_ok=True)
+                if not path.is_dir():  # unless another process kept the same index first
+                    log.warning("could not keep the search index in %s: %s", entry, err)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         return arrays
 
     return load

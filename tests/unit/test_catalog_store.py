@@ -32,7 +32,7 @@ def test_warm_load_equals_cold_load(master: Path, tmp_path: Path) -> None:
     [entry] = entries(cache)
     assert {p.name for p in entry.iterdir()} == {"instruments.arrow", "report.json"}
     cold.search("sbin")  # the first search builds the index and keeps it for the next process
-    assert {p.name for p in entry.iterdir()} == {"instruments.arrow", "report.json", "search.npz"}
+    assert {p.name for p in entry.iterdir()} == {"instruments.arrow", "report.json", "search"}
     warm = load_catalog(master, cache)
     assert warm.frame().equals(cold.frame())
     assert warm.report == cold.report and warm.report.skipped == {"unknown instrument type": 1}
@@ -93,7 +93,7 @@ def test_damaged_search_arrays_are_rebuilt_on_first_search(
     cold = load_catalog(master, cache)
     expected = [i.key for i in cold.search("sbin", 5)]
     [entry] = entries(cache)
-    (entry / "search.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    (entry / "search" / "gram_rows.npy").write_bytes(b"\x93NUMPY not really an array")
     warm = load_catalog(master, cache)
     with caplog.at_level(logging.WARNING, logger="catalog.store"):
         found = warm.search("sbin", 5)
