@@ -29,9 +29,13 @@ from cryptography.fernet import Fernet, InvalidToken
 from actors.angel.common import SESSION_TTL_S, EndpointGroup
 from actors.angel.errors import (
     AngelError,
+    BrokerRejectedError,
     LoginError,
     LoginFailure,
+    RateLimitedError,
     RefreshTokenError,
+    TokenError,
+    TransientBrokerError,
     login_failure_for,
 )
 from actors.angel.limits import Priority, RateLimiter
@@ -316,12 +320,10 @@ class AngelAuth:
         totp = pyotp.TOTP(creds.totp_secret).at(self._clock())
         try:
             data = await self._gateway.login(creds.client_code, creds.pin, totp)
-        except LoginError:
-            raise
-        except AngelError as err:
-            if err.code or err.broker_message:
-                raise await self._login_error(err) from None
-            raise
+        except (TransientBrokerError, RateLimitedError):
+            raise  # the broker was not reached, or asked us to slow down: not a refusal
+        except (BrokerRejectedError, TokenError, RefreshTokenError) as err:
+            raise await self._login_error(err) from None
         session = session_from_tokens(creds.client_code, data, self._clock())
         self.logins += 1
         log.info("logged in to Angel One as %s", creds.client_code)

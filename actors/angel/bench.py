@@ -137,6 +137,7 @@ async def _feed_client(
             "p99": round(float(np.percentile(lags, 99)), 2),
             "max": round(float(lags.max()), 2),
         },
+        "client_cpu_us_per_tick": round(busy(cpu_me, cpu_me_after) / max(ticks, 1) * 1e6, 2),
         "cpu_percent": {
             "feed_client": round(100 * busy(cpu_me, cpu_me_after) / elapsed, 1),
             "simulator": round(

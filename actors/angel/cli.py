@@ -9,7 +9,7 @@ import typer
 
 from cluster.errors import ShardlineError
 
-LIBRARIES = ("aiohttp", "websockets")
+LIBRARIES = ("aiohttp", "websockets", "raw")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -24,7 +24,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         ] = 1000,
         mode: Annotated[str, typer.Option("--mode", help="ltp, quote or snap_quote")] = "snap_quote",
         library: Annotated[
-            str, typer.Option("--library", help="websocket library: aiohttp, websockets or both")
+            str, typer.Option("--library", help="receive path: aiohttp, websockets, raw or all")
         ] = "aiohttp",
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     ) -> None:
@@ -39,9 +39,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             raise ShardlineError(f"--instruments must be 1..3000 (3 sockets × 1000), not {instruments}")
         if mode not in ("ltp", "quote", "snap_quote"):
             raise ShardlineError(f"--mode must be ltp, quote or snap_quote, not {mode!r}")
-        if library not in (*LIBRARIES, "both"):
-            raise ShardlineError(f"--library must be aiohttp, websockets or both, not {library!r}")
-        chosen = LIBRARIES if library == "both" else (library,)
+        if library not in (*LIBRARIES, "all"):
+            raise ShardlineError(f"--library must be aiohttp, websockets, raw or all, not {library!r}")
+        chosen = LIBRARIES if library == "all" else (library,)
         result: dict[str, Any] = {
             lib: run_feed_bench(rate, seconds, instruments, mode, lib)  # type: ignore[arg-type]
             for lib in chosen

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyotp
 import pytest
 
+from actors.angel.auth import AngelCredentials
 from actors.angel.errors import (
     AngelError,
     BrokerRejectedError,
@@ -20,6 +22,7 @@ from actors.angel.errors import (
     error_from_envelope,
     login_failure_for,
 )
+from actors.angel.factories import AngelEndpoints, connect
 from actors.angel.sdk import SmartApiGateway, sdk_exceptions
 from cluster.errors import ShardlineError
 
@@ -165,3 +168,15 @@ async def test_unreachable_broker_is_a_transient_error(gateway: SmartApiGateway)
     with pytest.raises(TransientBrokerError, match="ConnectionError") as err:
         await gateway.call("getOrderBook", "orderBook")
     assert err.value.code == "NETWORK"
+
+
+async def test_an_unreachable_broker_is_not_called_a_refused_login(tmp_path: Path) -> None:
+    creds = AngelCredentials(client_code="A1", api_key="k", pin="1", totp_secret=pyotp.random_base32())
+    conn = connect(
+        creds, AngelEndpoints("http://127.0.0.1:9", "ws://127.0.0.1:9", "ws://127.0.0.1:9"), tmp_path
+    )
+    try:
+        with pytest.raises(TransientBrokerError, match="NETWORK"):
+            await conn.auth.ensure_session()
+    finally:
+        await conn.close()
