@@ -28,6 +28,8 @@ COMMAND_MODULES = [
     "actors.sim.cli",
     "actors.shard.cli",
     "actors.angel.cli",
+    "actors.router.cli",
+    "actors.execution.cli",
 ]
 
 

@@ -1,7 +1,8 @@
 """`ExecutionEngine`: risk, journal, order state and a venue, the only path an order takes to market.
 
 Every state change is a record (`actors.execution.records`) that is journaled first and then
-applied, so `restore` replays the journal into exactly the state that wrote it. Commands (submit,
+applied, so `restore` replays the journal into exactly the state that wrote it. An order is on
+disk (synced) before it is sent; one sync per order keeps submit → acknowledgement short. Commands (submit,
 cancel, modify, kill switch) that cannot be journaled fail and change nothing; facts the venue
 reports (fills, cancels) are applied even if the journal fails, because they already happened,
 and are recovered from the venue by `reconcile` after a restart.
@@ -220,7 +221,8 @@ class ExecutionEngine:
             self.stats.refused += 1
             return self._notify(self._orders[coid].update())
         async with self._lock(coid):
-            self._record_command(OrderAccepted(ts_ns=self._clock(), request=request))
+            # Synced by OrderSent just below: accepted-but-never-sent needs no disk of its own.
+            self._record_command(OrderAccepted(ts_ns=self._clock(), request=request), sync=False)
             self.stats.accepted += 1
             order = self._orders[coid]
             self._notify(order.update())
@@ -478,19 +480,23 @@ class ExecutionEngine:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _record_command(self, record: ExecutionRecord) -> None:
+    def _record_command(self, record: ExecutionRecord, sync: bool = True) -> None:
         """Journal, then apply; if the journal fails nothing is applied and the caller is told."""
         try:
-            self.journal.append(record)
+            self.journal.append(record, sync=sync)
         except JournalWriteError as err:
             self.stats.journal_failures += 1
             raise ExecutionError(f"not done: the journal could not record it ({err})") from err
         self._apply(record)
 
     def _record_fact(self, record: ExecutionRecord) -> None:
-        """Journal, then apply; a fact from the venue is applied even if the journal fails."""
+        """Journal, then apply; a fact from the venue is applied even if the journal fails.
+
+        Facts are not synced on their own: they survive a process crash, and what an OS crash
+        could lose the venue tells again (`reconcile`); the next command's sync covers them.
+        """
         try:
-            self.journal.append(record)
+            self.journal.append(record, sync=False)
         except JournalWriteError as err:
             self.stats.journal_failures += 1
             log.error(

@@ -30,7 +30,8 @@ _TAIL_BLOCK = 64 * 1024
 
 
 class FileJournal:
-    """An append-only JSON-lines file: one ``{"seq", "ts_ns", "record"}`` object per line.
+    """An append-only JSON-lines file: one ``{"seq", "ts_ns", "record"}`` object per line, synced
+    to disk (``fdatasync``) before a synced `append` returns.
 
     Only one process may write a stream: the file is locked (``flock``) while open. A failed
     write is cut back off the file, so a later append never lands behind half a line.
@@ -83,7 +84,7 @@ class FileJournal:
     def last_seq(self) -> int:
         return self._last_seq
 
-    def append(self, record: Any) -> int:
+    def append(self, record: Any, sync: bool = True) -> int:
         if self._broken:
             self._failures += 1
             raise JournalWriteError(
@@ -97,7 +98,8 @@ class FileJournal:
             raise
         try:
             _write_all(self._fd, line)
-            os.fsync(self._fd)
+            if sync:
+                _sync(self._fd)  # also makes earlier unsynced records durable
         except OSError as err:
             self._failures += 1
             self._undo_partial_write(err)
@@ -194,6 +196,11 @@ class FileJournal:
         except OSError as again:
             self._broken = f"{err.strerror}, then could not cut the partial record off: {again.strerror}"
             log.error("journal %s: %s", self.stream, self._broken)
+
+
+def _sync(fd: int) -> None:
+    # fdatasync flushes the data and the file size (what a reader needs), skipping timestamps.
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

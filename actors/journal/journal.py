@@ -5,8 +5,8 @@ a dict, a list), each numbered 1, 2, 3, ... by `append`. On restart the owner re
 to rebuild its exact state. Two backends share the interface:
 
 - `FileJournal`: one JSON-lines file per stream under ``<data_dir>/journal/``, written with
-  ``write`` + ``fsync`` before `append` returns; a torn last line (a crash mid-write) is cut off
-  on open.
+  ``write`` + ``fdatasync`` before `append` returns; a torn last line (a crash mid-write) is cut
+  off on open.
 - `RedisJournal`: a Redis Stream per stream (``XADD`` with the sequence as the entry id), used
   when ``REDIS_URL`` is set. Durable as far as the server's ``appendfsync`` setting makes it.
 """
@@ -59,8 +59,13 @@ class Journal(Protocol):
     @property
     def last_seq(self) -> int: ...
 
-    def append(self, record: Any) -> int:
-        """Make `record` durable and return its sequence number; raise `JournalWriteError` if not."""
+    def append(self, record: Any, sync: bool = True) -> int:
+        """Write `record` and return its sequence number; raise `JournalWriteError` if it fails.
+
+        With `sync` the record, and every one written before it, is durable (on disk) when this
+        returns; without, it survives the process but an OS crash may lose it until the next
+        synced append (for facts that can be asked of their source again).
+        """
         ...
 
     def replay(self, after: int = 0, record_type: Any = Any) -> Iterator[JournalEntry[Any]]:

@@ -78,7 +78,8 @@ class RedisJournal:
     def last_seq(self) -> int:
         return self._last_seq
 
-    def append(self, record: Any) -> int:
+    def append(self, record: Any, sync: bool = True) -> int:
+        # Durability is the server's appendfsync policy; `sync` has nothing more to ask of it.
         seq = self._last_seq + 1
         try:
             payload = encode_entry(JournalEntry(seq, self._clock(), record))
