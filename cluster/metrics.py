@@ -1,14 +1,18 @@
 """Every metric shardline exports, declared once, and the code that fills them from actors' stats.
 
 Metrics go through Ray's metrics API (`ray.util.metrics`), so the Prometheus endpoint Ray runs on
-every node carries them; Ray prefixes each name with ``ray_`` and adds ``_total`` to counters
-(``shardline_ticks_in`` is scraped as ``ray_shardline_ticks_in_total``).
+every node carries them. Ray prefixes each name with ``ray_``; counters and totals end in
+``_total`` (``shardline_ticks_in`` is scraped as ``ray_shardline_ticks_in_total``).
 
 Nothing here runs per tick. Two ways in:
 
 - The supervisor already polls each actor's ``stats()`` once a second; it hands each answer to
-  :func:`export_stats` (or its whole status document to :func:`export_status`), which turns the
-  cumulative counters the actors keep anyway into counter increments and gauge values.
+  :func:`export_stats` (or its whole status document to :func:`export_status`). The running
+  totals actors keep anyway are published as they stand (kind ``TOTAL``: a Ray gauge named
+  ``..._total`` that `rate()` and `increase()` read like a counter). That keeps the exporter
+  stateless, makes an actor restart a counter reset Prometheus already understands, and gives
+  every series a first sample at zero, so `increase()` sees the first journal failure too (a
+  Ray counter only appears on its first increment, which `increase()` would miss).
 - What only an actor sees as it happens (a batch's tick latency, an order's acknowledgement
   time, a fill's slippage) it records through a metric bound once to its tags::
 
@@ -29,6 +33,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -39,7 +44,8 @@ _TAG = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class MetricKind(StrEnum):
-    COUNTER = "counter"
+    COUNTER = "counter"  # increments recorded as they happen
+    TOTAL = "total"  # a running total an actor keeps, published as it stands (see below)
     GAUGE = "gauge"
     HISTOGRAM = "histogram"
 
@@ -71,8 +77,8 @@ class MetricSpec:
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise ValueError(f"metric name {self.name!r} must match {_NAME.pattern}")
-        if self.kind is MetricKind.COUNTER and self.name.endswith("_total"):
-            raise ValueError(f"counter {self.name!r}: Ray adds '_total' itself; drop it from the name")
+        if self.kind in (MetricKind.COUNTER, MetricKind.TOTAL) and self.name.endswith("_total"):
+            raise ValueError(f"{self.kind} {self.name!r}: '_total' is added on export; drop it from the name")
         bad = [t for t in self.tag_keys if not _TAG.match(t)]
         if bad or len(set(self.tag_keys)) != len(self.tag_keys):
             raise ValueError(f"metric {self.name!r}: tag keys must be unique snake_case, got {self.tag_keys}")
@@ -87,7 +93,7 @@ class MetricSpec:
     def exported_names(self) -> tuple[str, ...]:
         """The series names Prometheus sees for this metric."""
         base = RAY_PREFIX + self.name
-        if self.kind is MetricKind.COUNTER:
+        if self.kind in (MetricKind.COUNTER, MetricKind.TOTAL):
             return (f"{base}_total",)
         if self.kind is MetricKind.HISTOGRAM:
             return (f"{base}_bucket", f"{base}_sum", f"{base}_count")
@@ -110,6 +116,10 @@ def _counter(name: str, description: str, *tags: str) -> MetricSpec:
     return MetricSpec(name, MetricKind.COUNTER, description, tags)
 
 
+def _total(name: str, description: str, *tags: str) -> MetricSpec:
+    return MetricSpec(name, MetricKind.TOTAL, description, tags)
+
+
 def _gauge(name: str, description: str, *tags: str) -> MetricSpec:
     return MetricSpec(name, MetricKind.GAUGE, description, tags)
 
@@ -124,28 +134,26 @@ def _histogram(name: str, description: str, boundaries: tuple[float, ...], *tags
 # shard index within its deployment; `book` is a risk book (a deployment name, or "manual").
 
 # Ticks: every tick is counted in, out, conflated or dropped at each hop (design §4).
-TICKS_IN = _counter("shardline_ticks_in", "Ticks an actor received", "actor", "deployment")
-TICKS_OUT = _counter("shardline_ticks_out", "Ticks an actor passed on or handled", "actor", "deployment")
-TICKS_CONFLATED = _counter(
+TICKS_IN = _total("shardline_ticks_in", "Ticks an actor received", "actor", "deployment")
+TICKS_OUT = _total("shardline_ticks_out", "Ticks an actor passed on or handled", "actor", "deployment")
+TICKS_CONFLATED = _total(
     "shardline_ticks_conflated",
     "Ticks replaced by a newer tick of the same instrument",
     "actor",
     "deployment",
 )
-TICKS_DROPPED = _counter(
-    "shardline_ticks_dropped", "Ticks lost (counted, never silent)", "actor", "deployment"
-)
+TICKS_DROPPED = _total("shardline_ticks_dropped", "Ticks lost (counted, never silent)", "actor", "deployment")
 
 # Market feed.
-FEED_RECONNECTS = _counter("shardline_feed_reconnects", "SmartStream reconnections", "actor")
-FEED_SEQUENCE_GAPS = _counter(
+FEED_RECONNECTS = _total("shardline_feed_reconnects", "SmartStream reconnections", "actor")
+FEED_SEQUENCE_GAPS = _total(
     "shardline_feed_sequence_gaps", "Ticks missing by the exchange sequence number", "actor"
 )
-FEED_DUPLICATES = _counter("shardline_feed_duplicates", "Replayed ticks dropped as duplicates", "actor")
-FEED_STALLS = _counter("shardline_feed_stalls", "Connections closed for silence", "actor")
+FEED_DUPLICATES = _total("shardline_feed_duplicates", "Replayed ticks dropped as duplicates", "actor")
+FEED_STALLS = _total("shardline_feed_stalls", "Connections closed for silence", "actor")
 FEED_CONNECTIONS = _gauge("shardline_feed_connections", "Open SmartStream connections", "actor")
 FEED_SUBSCRIPTIONS = _gauge("shardline_feed_subscriptions", "Subscribed token×mode pairs", "actor")
-FEED_PUSH_WAIT = _counter(
+FEED_PUSH_WAIT = _total(
     "shardline_feed_push_wait_seconds", "Time the feed waited on the router (back-pressure)", "actor"
 )
 
@@ -159,7 +167,7 @@ ROUTER_IN_FLIGHT = _gauge(
 ROUTER_SHARD_UP = _gauge(
     "shardline_router_shard_up", "1 when the router delivers to the shard", "deployment", "shard"
 )
-ROUTER_UNROUTED = _counter("shardline_router_unrouted", "Ticks no active deployment trades")
+ROUTER_UNROUTED = _total("shardline_router_unrouted", "Ticks no active deployment trades")
 
 # Strategy shards.
 SHARD_RUNNING = _gauge("shardline_shard_running", "1 when the shard's node runs", "deployment", "shard")
@@ -170,13 +178,13 @@ SHARD_LAG = _gauge(
     "shard",
     "quantile",
 )
-SHARD_BAD_ROWS = _counter(
+SHARD_BAD_ROWS = _total(
     "shardline_shard_bad_rows", "Tick rows a shard could not use", "deployment", "shard", "reason"
 )
-STRATEGY_ORDERS = _counter(
+STRATEGY_ORDERS = _total(
     "shardline_strategy_orders", "Orders a strategy sent, by outcome", "deployment", "shard", "outcome"
 )
-STRATEGY_FILLS = _counter("shardline_strategy_fills", "Fills a strategy received", "deployment", "shard")
+STRATEGY_FILLS = _total("shardline_strategy_fills", "Fills a strategy received", "deployment", "shard")
 TICK_TO_STRATEGY = _histogram(
     "shardline_tick_to_strategy_seconds",
     "Receive-to-strategy latency, one observation per batch (its slowest tick)",
@@ -186,12 +194,12 @@ TICK_TO_STRATEGY = _histogram(
 )
 
 # Orders and execution.
-ORDERS = _counter("shardline_orders", "Order events at the execution actor, by status", "status")
-ORDER_REJECTS = _counter(
+ORDERS = _total("shardline_orders", "Order events at the execution actor, by status", "status")
+ORDER_REJECTS = _total(
     "shardline_order_rejects", "Rejected orders by where and why (bounded classes)", "source", "reason"
 )
-RISK_REJECTIONS = _counter("shardline_risk_rejections", "Orders refused by a pre-trade check", "check")
-EXECUTION_ANOMALIES = _counter(
+RISK_REJECTIONS = _total("shardline_risk_rejections", "Orders refused by a pre-trade check", "check")
+EXECUTION_ANOMALIES = _total(
     "shardline_execution_anomalies", "Retries, duplicates and venue reports that did not fit", "kind"
 )
 ORDERS_OPEN = _gauge("shardline_orders_open", "Orders working at the venue")
@@ -207,11 +215,11 @@ ORDER_FILL_LATENCY = _histogram(
     (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0),
     "venue",
 )
-RATE_LIMIT_GRANTED = _counter("shardline_rate_limit_granted", "Broker calls let through", "group")
-RATE_LIMIT_WAITS = _counter(
+RATE_LIMIT_GRANTED = _total("shardline_rate_limit_granted", "Broker calls let through", "group")
+RATE_LIMIT_WAITS = _total(
     "shardline_rate_limit_waits", "Broker calls that waited for rate-limit budget", "group"
 )
-RATE_LIMIT_BACKOFFS = _counter(
+RATE_LIMIT_BACKOFFS = _total(
     "shardline_rate_limit_backoffs", "'Exceeding access rate' answers from the broker", "group"
 )
 
@@ -219,7 +227,7 @@ RATE_LIMIT_BACKOFFS = _counter(
 KILL_SWITCH_ENGAGED = _gauge(
     "shardline_kill_switch_engaged", "1 while a kill switch is engaged (book 'global': all)", "book"
 )
-KILL_SWITCH_TRIPS = _counter("shardline_kill_switch_trips", "Kill switches engaged by a limit")
+KILL_SWITCH_TRIPS = _total("shardline_kill_switch_trips", "Kill switches engaged by a limit")
 PNL = _gauge(
     "shardline_pnl_rupees", "P&L per book (realized, unrealized, charges, total)", "book", "component"
 )
@@ -238,9 +246,9 @@ SLIPPAGE_COST = _counter(
 
 # Health and persistence.
 ACTOR_HEALTHY = _gauge("shardline_actor_healthy", "1 when the actor answered recently", "actor", "kind")
-ACTOR_RESTARTS = _counter("shardline_actor_restarts", "Restarts seen by the supervisor", "actor", "kind")
-JOURNAL_APPENDS = _counter("shardline_journal_appends", "Journal records written", "actor")
-JOURNAL_WRITE_FAILURES = _counter("shardline_journal_write_failures", "Journal appends that failed", "actor")
+ACTOR_RESTARTS = _total("shardline_actor_restarts", "Restarts seen by the supervisor", "actor", "kind")
+JOURNAL_APPENDS = _total("shardline_journal_appends", "Journal records written", "actor")
+JOURNAL_WRITE_FAILURES = _total("shardline_journal_write_failures", "Journal appends that failed", "actor")
 
 # Every spec above, in declaration order (collected so a new metric cannot be left out).
 ALL_METRICS: tuple[MetricSpec, ...] = tuple(v for v in list(globals().values()) if isinstance(v, MetricSpec))
@@ -278,6 +286,8 @@ def _ray_instrument(spec: MetricSpec) -> Any:
         if instrument is None:
             if spec.kind is MetricKind.COUNTER:
                 instrument = ray_metrics.Counter(spec.name, spec.description, spec.tag_keys)
+            elif spec.kind is MetricKind.TOTAL:
+                instrument = ray_metrics.Gauge(f"{spec.name}_total", spec.description, spec.tag_keys)
             elif spec.kind is MetricKind.GAUGE:
                 instrument = ray_metrics.Gauge(spec.name, spec.description, spec.tag_keys)
             else:
@@ -289,11 +299,11 @@ def _ray_instrument(spec: MetricSpec) -> Any:
 
 
 def record_to_ray(spec: MetricSpec, tags: Mapping[str, str], value: float) -> None:
-    """Add a counter increment, set a gauge or observe a histogram value through Ray."""
+    """Add a counter increment, set a gauge or total, or observe a histogram value through Ray."""
     instrument = _ray_instrument(spec)
     if spec.kind is MetricKind.COUNTER:
         instrument.inc(value, tags=dict(tags))
-    elif spec.kind is MetricKind.GAUGE:
+    elif spec.kind in (MetricKind.GAUGE, MetricKind.TOTAL):
         instrument.set(value, tags=dict(tags))
     else:
         instrument.observe(value, tags=dict(tags))
@@ -304,7 +314,7 @@ Recorder = Callable[[MetricSpec, Mapping[str, str], float], None]
 
 @dataclass
 class BoundMetric:
-    """A metric with its tags fixed; `inc`, `set` or `observe` by its kind."""
+    """A metric with its tags fixed: `inc` a counter, `set` a gauge or total, `observe` a histogram."""
 
     spec: MetricSpec
     tags: dict[str, str]
@@ -318,16 +328,19 @@ class BoundMetric:
             self.record(self.spec, self.tags, float(value))
 
     def set(self, value: float) -> None:
-        self._expect(MetricKind.GAUGE)
+        self._expect(MetricKind.GAUGE, MetricKind.TOTAL)
+        if self.spec.kind is MetricKind.TOTAL and value < 0:
+            raise ValueError(f"total {self.spec.name} cannot be negative ({value})")
         self.record(self.spec, self.tags, float(value))
 
     def observe(self, value: float) -> None:
         self._expect(MetricKind.HISTOGRAM)
         self.record(self.spec, self.tags, float(value))
 
-    def _expect(self, kind: MetricKind) -> None:
-        if self.spec.kind is not kind:
-            raise TypeError(f"{self.spec.name} is a {self.spec.kind}, not a {kind}")
+    def _expect(self, *kinds: MetricKind) -> None:
+        if self.spec.kind not in kinds:
+            wanted = " or ".join(str(k) for k in kinds)
+            raise TypeError(f"{self.spec.name} is a {self.spec.kind}, not a {wanted}")
 
 
 # -- from stats() answers to samples -----------------------------------------------------------
@@ -335,7 +348,7 @@ class BoundMetric:
 
 @dataclass(frozen=True)
 class Sample:
-    """One value for one series: a counter's cumulative total, or a gauge's current value."""
+    """One value for one series: a running total, or a gauge's current value."""
 
     spec: MetricSpec
     tags: tuple[tuple[str, str], ...]
@@ -584,11 +597,7 @@ def stats_samples(kind: str, name: str, stats: Mapping[str, Any]) -> list[Sample
 
 
 class StatsExporter:
-    """Turns successive stats answers into metric updates.
-
-    Counters in stats are cumulative per actor process; Ray counters only go up by increments.
-    The exporter remembers the last total per series and adds the difference. A total that went
-    down means the actor restarted and counts from zero again: its whole new total is added.
+    """Publishes stats answers as metrics: each sample sets its series to the value it carries.
 
     Parameters
     ----------
@@ -598,28 +607,19 @@ class StatsExporter:
 
     def __init__(self, record: Recorder = record_to_ray) -> None:
         self._record = record
-        self._last: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._lock = threading.Lock()
 
     def apply(self, samples: Iterable[Sample]) -> int:
-        """Record `samples`; returns how many updates were made."""
+        """Record `samples`; returns how many were recorded."""
         made = 0
-        with self._lock:
-            for sample in samples:
-                value = sample.value
-                if sample.spec.kind is MetricKind.COUNTER:
-                    key = (sample.spec.name, sample.tags)
-                    previous = self._last.get(key)
-                    self._last[key] = value
-                    value = value - previous if previous is not None and value >= previous else value
-                    if value <= 0:
-                        continue
-                try:
-                    self._record(sample.spec, dict(sample.tags), value)
-                except Exception:  # metrics must never take an actor down
-                    log.exception("metric %s %s could not be recorded", sample.spec.name, sample.tags)
-                    continue
-                made += 1
+        for sample in samples:
+            if sample.spec.kind is MetricKind.TOTAL and sample.value < 0:
+                continue  # not a total any more; skip it rather than publish nonsense
+            try:
+                self._record(sample.spec, dict(sample.tags), sample.value)
+            except Exception:  # metrics must never take the caller down
+                log.exception("metric %s %s could not be recorded", sample.spec.name, sample.tags)
+                continue
+            made += 1
         return made
 
     def export_stats(self, kind: str, name: str, stats: Mapping[str, Any]) -> int:
@@ -647,36 +647,23 @@ class StatsExporter:
                 made += self.export_stats(kind, name, stats)
         return made
 
-    def forget(self, name: str) -> None:
-        """Drop what is remembered of an actor's series (it was removed from the topology)."""
-        with self._lock:
-            for key in [k for k in self._last if ("actor", name) in k[1]]:
-                del self._last[key]
 
-
-_exporter: StatsExporter | None = None
-
-
-def _process_exporter() -> StatsExporter:
-    global _exporter
-    if _exporter is None:
-        _exporter = StatsExporter()
-    return _exporter
+_to_ray = StatsExporter()
 
 
 def export_stats(kind: str, name: str, stats: Mapping[str, Any]) -> int:
     """Record one actor's `stats()` answer in Ray's metrics (kind as the supervisor names it)."""
-    return _process_exporter().export_stats(kind, name, stats)
+    return _to_ray.export_stats(kind, name, stats)
 
 
 def export_status(status: Mapping[str, Any]) -> int:
     """Record a whole supervisor status document (`Supervisor.status()`) in Ray's metrics."""
-    return _process_exporter().export_status(status)
+    return _to_ray.export_status(status)
 
 
 def export_risk_state(risk: Mapping[str, Any]) -> int:
     """Record a `RiskState` (as ``msgspec.to_builtins`` gives it): kill switches and P&L per book."""
-    return _process_exporter().apply(risk_samples(risk))
+    return _to_ray.apply(risk_samples(risk))
 
 
 # -- helpers for the actors that record directly -----------------------------------------------
@@ -729,7 +716,7 @@ def classify_reject_reason(reason: str) -> str:
 class Slippage:
     """A fill against the price expected for it; positive is adverse (it cost money)."""
 
-    bps: Decimal  # per unit, against the expected price
+    bps: Fraction  # per unit, against the expected price (exact)
     cost: int  # whole quantity, in the exchange's minor unit (paise for most segments)
 
     @property
@@ -750,7 +737,7 @@ def slippage(side: str, expected: int, fill: int, quantity: int) -> Slippage:
     if side not in ("BUY", "SELL"):
         raise ValueError(f"side must be BUY or SELL, got {side!r}")
     per_unit = fill - expected if side == "BUY" else expected - fill
-    return Slippage(bps=Decimal(per_unit * 10_000) / Decimal(expected), cost=per_unit * quantity)
+    return Slippage(bps=Fraction(per_unit * 10_000, expected), cost=per_unit * quantity)
 
 
 def record_slippage(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping
-from decimal import Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +44,6 @@ class Recorded:
     def __call__(self, spec: m.MetricSpec, tags: Mapping[str, str], value: float) -> None:
         spec.check_tags(tags)  # what Ray would refuse, refused here too
         self.updates.append((spec.name, dict(tags), value))
-
-    def total(self, name: str, **tags: str) -> float:
-        return sum(v for n, t, v in self.updates if n == name and all(t.get(k) == x for k, x in tags.items()))
 
     def last(self, name: str, **tags: str) -> float | None:
         values = [v for n, t, v in self.updates if n == name and t == tags]
@@ -101,7 +98,8 @@ def test_exported_names_follow_rays_prefix_and_suffixes(
     [
         ({"name": "ticks_in", "kind": m.MetricKind.COUNTER}, "must match"),
         ({"name": "shardline_Ticks", "kind": m.MetricKind.GAUGE}, "must match"),
-        ({"name": "shardline_ticks_total", "kind": m.MetricKind.COUNTER}, "adds '_total'"),
+        ({"name": "shardline_ticks_total", "kind": m.MetricKind.COUNTER}, "'_total' is added on export"),
+        ({"name": "shardline_ticks_total", "kind": m.MetricKind.TOTAL}, "'_total' is added on export"),
         ({"name": "shardline_x", "kind": m.MetricKind.GAUGE, "tag_keys": ("a", "a")}, "unique"),
         ({"name": "shardline_x", "kind": m.MetricKind.GAUGE, "tag_keys": ("Actor",)}, "snake_case"),
         ({"name": "shardline_x", "kind": m.MetricKind.HISTOGRAM}, "increasing positive"),
@@ -126,14 +124,20 @@ def test_histograms_have_buckets_that_cover_their_targets() -> None:
 
 def test_a_bound_metric_records_with_its_fixed_tags() -> None:
     rec = Recorded()
-    bound = m.TICKS_IN.bind(actor="feed-0", deployment="")
-    bound.record = rec
-    bound.inc(5)
-    bound.inc(0)  # nothing to add: not recorded (Ray refuses zero increments)
-    bound.inc(2.5)
+    cost = m.SLIPPAGE_COST.bind(book="ema", direction="adverse")
+    cost.record = rec
+    cost.inc(5)
+    cost.inc(0)  # nothing to add: not recorded (Ray refuses zero increments)
+    cost.inc(2.5)
+    total = m.TICKS_IN.bind(actor="feed-0", deployment="")
+    total.record = rec
+    total.set(0)  # a total starts at zero, so increase() sees its first step
+    total.set(7)
     assert rec.updates == [
-        ("shardline_ticks_in", {"actor": "feed-0", "deployment": ""}, 5.0),
-        ("shardline_ticks_in", {"actor": "feed-0", "deployment": ""}, 2.5),
+        ("shardline_slippage_rupees", {"book": "ema", "direction": "adverse"}, 5.0),
+        ("shardline_slippage_rupees", {"book": "ema", "direction": "adverse"}, 2.5),
+        ("shardline_ticks_in", {"actor": "feed-0", "deployment": ""}, 0.0),
+        ("shardline_ticks_in", {"actor": "feed-0", "deployment": ""}, 7.0),
     ]
 
 
@@ -155,9 +159,10 @@ def test_binding_wrong_tags_names_the_metric_and_the_tags(
 @pytest.mark.parametrize(
     ("spec", "call", "match"),
     [
-        (m.TICKS_IN, "set", "is a counter, not a gauge"),
+        (m.TICKS_IN, "inc", "is a total, not a counter"),
+        (m.SLIPPAGE_COST, "set", "is a counter, not a gauge or total"),
         (m.ORDERS_OPEN, "observe", "is a gauge, not a histogram"),
-        (m.ORDER_ACK_LATENCY, "inc", "is a histogram, not a counter"),
+        (m.ORDER_ACK_LATENCY, "set", "is a histogram, not a gauge or total"),
     ],
 )
 def test_a_bound_metric_only_takes_its_own_kind_of_update(spec: m.MetricSpec, call: str, match: str) -> None:
@@ -168,11 +173,17 @@ def test_a_bound_metric_only_takes_its_own_kind_of_update(spec: m.MetricSpec, ca
         getattr(bound, call)(1.0)
 
 
-def test_a_counter_cannot_be_decremented() -> None:
-    bound = m.ROUTER_UNROUTED.bind()
+@pytest.mark.parametrize(
+    ("bound", "call", "match"),
+    [
+        (m.SLIPPAGE_COST.bind(book="b", direction="adverse"), "inc", "cannot go down"),
+        (m.ROUTER_UNROUTED.bind(), "set", "cannot be negative"),
+    ],
+)
+def test_counters_and_totals_refuse_negative_values(bound: m.BoundMetric, call: str, match: str) -> None:
     bound.record = Recorded()
-    with pytest.raises(ValueError, match="cannot go down"):
-        bound.inc(-1)
+    with pytest.raises(ValueError, match=match):
+        getattr(bound, call)(-1)
 
 
 # -- stats of each actor kind ------------------------------------------------------------------
@@ -468,46 +479,28 @@ def test_malformed_stats_give_no_samples_for_the_bad_parts_and_never_raise(
 # -- the exporter -------------------------------------------------------------------------------
 
 
-def test_counters_are_exported_as_increments_and_gauges_as_values() -> None:
+def test_totals_and_gauges_are_published_as_they_stand_restarts_included() -> None:
     rec = Recorded()
     exporter = m.StatsExporter(rec)
-    for total, subs in ((100, 40), (250, 40), (250, 41)):
+    for total, subs in ((0, 40), (100, 40), (250, 41), (5, 41)):  # the feed restarted before the last
         exporter.export_stats("feed", "feed-0", {"ticks_out": total, "subscriptions": subs})
-    out = [v for n, _, v in rec.updates if n == "shardline_ticks_out"]
-    assert out == [100, 150]  # nothing recorded when the total did not move
-    assert [v for n, _, v in rec.updates if n == "shardline_feed_subscriptions"] == [40, 40, 41]
+    assert [v for n, _, v in rec.updates if n == "shardline_ticks_out"] == [0, 100, 250, 5]
+    assert [v for n, _, v in rec.updates if n == "shardline_feed_subscriptions"] == [40, 40, 41, 41]
 
 
-def test_a_restarted_actor_counting_from_zero_adds_its_new_total() -> None:
+def test_a_negative_total_is_not_published() -> None:
     rec = Recorded()
-    exporter = m.StatsExporter(rec)
-    for total in (100, 120, 5, 9):
-        exporter.export_stats("feed", "feed-0", {"ticks_out": total})
-    assert [v for n, _, v in rec.updates if n == "shardline_ticks_out"] == [100, 20, 5, 4]
+    made = m.StatsExporter(rec).export_stats("feed", "feed-0", {"ticks_out": -3, "subscriptions": 2})
+    assert made == 1 and [n for n, _, _ in rec.updates] == ["shardline_feed_subscriptions"]
 
 
-@given(st.lists(st.integers(min_value=0, max_value=10**9), max_size=40))
-def test_the_increments_add_up_to_every_count_the_actor_made(totals: list[int]) -> None:
-    """Whatever the sequence of totals (restarts included), the exported sum is each run's final count."""
-    rec = Recorded()
-    exporter = m.StatsExporter(rec)
-    for total in totals:
-        exporter.export_stats("simulator", "sim", {"sent": total})
-    runs_final = [a for a, b in itertools.pairwise([*totals, -1]) if b < a]
-    assert rec.total("shardline_ticks_out") == sum(runs_final)
-
-
-def test_series_are_tracked_apart_and_forget_drops_an_actor() -> None:
+def test_each_actor_keeps_its_own_series() -> None:
     rec = Recorded()
     exporter = m.StatsExporter(rec)
     exporter.export_stats("feed", "feed-0", {"ticks_out": 10})
     exporter.export_stats("feed", "feed-1", {"ticks_out": 7})
-    exporter.export_stats("feed", "feed-0", {"ticks_out": 15})
-    assert rec.total("shardline_ticks_out", actor="feed-0") == 15
-    assert rec.total("shardline_ticks_out", actor="feed-1") == 7
-    exporter.forget("feed-0")
-    exporter.export_stats("feed", "feed-0", {"ticks_out": 15})  # a new actor of the same name
-    assert rec.total("shardline_ticks_out", actor="feed-0") == 30
+    assert rec.last("shardline_ticks_out", actor="feed-0", deployment="") == 10
+    assert rec.last("shardline_ticks_out", actor="feed-1", deployment="") == 7
 
 
 def test_a_failing_recorder_is_logged_and_the_rest_still_goes_out(caplog: pytest.LogCaptureFixture) -> None:
@@ -535,9 +528,9 @@ def test_a_supervisor_status_document_exports_health_restarts_and_stats() -> Non
     assert made > 0
     assert rec.last("shardline_actor_healthy", actor="feed-0", kind="feed") == 1
     assert rec.last("shardline_actor_healthy", actor="router", kind="router") == 0
-    assert rec.total("shardline_actor_restarts", actor="feed-0") == 1
-    assert rec.total("shardline_actor_restarts", actor="router") == 0
-    assert rec.total("shardline_ticks_out", actor="feed-0") == 3
+    assert rec.last("shardline_actor_restarts", actor="feed-0", kind="feed") == 1
+    assert rec.last("shardline_actor_restarts", actor="router", kind="router") == 0
+    assert rec.last("shardline_ticks_out", actor="feed-0", deployment="") == 3
 
 
 # -- reject reasons and slippage ----------------------------------------------------------------
@@ -587,14 +580,14 @@ def test_venue_and_other_reasons_are_classed(reason: str, expected: str) -> None
 @pytest.mark.parametrize(
     ("side", "expected", "fill", "qty", "bps", "cost", "direction"),
     [
-        ("BUY", 10_000, 10_005, 10, Decimal(5), 50, "adverse"),
-        ("SELL", 10_000, 10_005, 10, Decimal(-5), -50, "favourable"),
-        ("SELL", 80_000, 79_990, 3, Decimal("1.25"), 30, "adverse"),
-        ("buy", 30_000, 29_999, 1, Decimal(-1) / 3, -1, "favourable"),
+        ("BUY", 10_000, 10_005, 10, Fraction(5), 50, "adverse"),
+        ("SELL", 10_000, 10_005, 10, Fraction(-5), -50, "favourable"),
+        ("SELL", 80_000, 79_990, 3, Fraction(5, 4), 30, "adverse"),
+        ("buy", 30_000, 29_999, 1, Fraction(-1, 3), -1, "favourable"),
     ],
 )
 def test_slippage_is_exact_and_signed_adverse_positive(
-    side: str, expected: int, fill: int, qty: int, bps: Decimal, cost: int, direction: str
+    side: str, expected: int, fill: int, qty: int, bps: Fraction, cost: int, direction: str
 ) -> None:
     slip = m.slippage(side, expected, fill, qty)
     assert slip.bps == bps and slip.cost == cost and slip.direction == direction
@@ -607,6 +600,23 @@ def test_slippage_is_exact_and_signed_adverse_positive(
 def test_slippage_refuses_bad_input(args: tuple[str, int, int, int], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         m.slippage(*args)
+
+
+@given(
+    st.integers(min_value=1, max_value=10**9),
+    st.integers(min_value=0, max_value=10**9),
+    st.integers(min_value=1, max_value=10**6),
+)
+def test_slippage_of_a_sell_mirrors_a_buy_and_bps_and_cost_agree(expected: int, fill: int, qty: int) -> None:
+    buy, sell = m.slippage("BUY", expected, fill, qty), m.slippage("SELL", expected, fill, qty)
+    assert buy.cost == -sell.cost and buy.bps == -sell.bps
+    assert buy.bps * expected * qty / 10_000 == buy.cost
+
+
+@given(st.text(max_size=200))
+def test_any_reason_text_gets_one_of_the_bounded_classes(reason: str) -> None:
+    known = {cls for cls, _ in m._REASON_CLASSES} | {"other"}
+    assert m.classify_reject_reason(reason) in known
 
 
 def test_record_slippage_observes_bps_and_adds_rupees() -> None:
