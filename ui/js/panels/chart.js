@@ -42,7 +42,14 @@ export class ChartPanel {
     this._loadSeq = 0;
     this.chart = createChart(document.getElementById("chart"), {
       autoSize: true,
-      layout: { background: { type: ColorType.Solid, color: "#16191f" }, textColor: "#9aa3b2", fontSize: 11 },
+      // The library's own logo injects an inline <style>, which the CSP refuses; the attribution
+      // (link to tradingview.com) is in the chart panel's header instead.
+      layout: {
+        background: { type: ColorType.Solid, color: "#16191f" },
+        textColor: "#9aa3b2",
+        fontSize: 11,
+        attributionLogo: false,
+      },
       grid: { vertLines: { color: "#1f232b" }, horzLines: { color: "#1f232b" } },
       rightPriceScale: { borderColor: "#262b35" },
       timeScale: { borderColor: "#262b35", timeVisible: true, secondsVisible: false },

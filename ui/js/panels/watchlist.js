@@ -36,6 +36,8 @@ export class Watchlist {
         return i.key;
       });
     }
+    // Fetch every instrument at once, then add the rows in the saved order.
+    await Promise.all(keys.map((key) => this.store.instrument(key).catch(() => null)));
     for (const key of keys) await this.add(key, false);
     if (!this.store.selected && this.rows.size) this.store.select(this.rows.keys().next().value);
   }
