@@ -39,7 +39,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         latency = result["arrival_to_painted_ms"]
         frame = result["dom_write_per_frame_ms"]
         typer.echo(
-            f"{result['updates_handled_per_s']:.0f} updates/s handled of {result['published_per_s']:.0f}/s published; "
+            f"{result['updates_handled_per_s']:.0f} updates/s handled "
+            f"of {result['published_per_s']:.0f}/s published; "
             f"arrival→painted p50 {latency['p50']} ms p99 {latency['p99']} ms; "
             f"DOM writes per frame p99 {frame['p99']} ms"
         )
