@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "actors.angel.cli",
     "actors.router.cli",
     "actors.execution.cli",
+    "serve.cli",
 ]
 
 
