@@ -31,6 +31,7 @@ COMMAND_MODULES = [
     "actors.router.cli",
     "actors.execution.cli",
     "serve.cli",
+    "cluster.deploy_cli",
 ]
 
 
