@@ -106,7 +106,8 @@ class BaselineResult:
     ticks_per_s: float
     orders: int
     filled: int
-    latency_us: dict[str, float] = field(default_factory=dict)  # hand-over to strategy, bare shard only
+    latency_us: dict[str, float] = field(default_factory=dict)  # hand-over to strategy, shards only
+    ticks_per_cpu_s: float = 0.0  # per CPU-second of the engine's thread (steadier on a busy machine)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -148,9 +149,9 @@ def run_backtest(
             engine.add_instrument(inst.instrument)
         engine.add_data(data, sort=False)
         engine.add_strategy(build_strategy(strategy, config, "000"))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         engine.run()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.thread_time() - cpu
         orders = sorted(engine.cache.orders(), key=lambda o: (o.ts_init, o.client_order_id.value))
         trail = [(o.instrument_id.value, o.side_string(), str(o.quantity), o.ts_init) for o in orders]
         result = BaselineResult(
@@ -162,6 +163,7 @@ def run_backtest(
             ticks_per_s=len(data) / seconds if seconds > 0 else 0.0,
             orders=len(orders),
             filled=sum(1 for o in orders if o.status == OrderStatus.FILLED),
+            ticks_per_cpu_s=len(data) / cpu if cpu > 0 else 0.0,
         )
         return result, trail
     finally:
@@ -227,6 +229,7 @@ def run_bare_shard(
         orders=int(stats["orders_sent"]),
         filled=int(stats["fills"]),
         latency_us=stats["latency_recv_to_strategy"],
+        ticks_per_cpu_s=float(stats["ticks_per_cpu_s"]),
     )
 
 
@@ -288,6 +291,7 @@ def run_ray_shard(
         orders=int(stats["orders_sent"]),
         filled=int(stats["fills"]),
         latency_us=stats["latency_recv_to_strategy"],
+        ticks_per_cpu_s=float(stats["ticks_per_cpu_s"]),
     )
 
 
