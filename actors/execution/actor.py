@@ -269,7 +269,16 @@ class ExecutionActor:
             from actors.execution.angel_venue import AngelVenue
 
             return AngelVenue.connect(config, endpoints, credentials), ANGEL_VENUE
-        return ActorVenue(ray.get_actor(name, namespace=NAMESPACE), name), name
+        handle = ray.get_actor(name, namespace=NAMESPACE)
+        if not all(hasattr(handle, method) for method in ("submit", "modify", "cancel", "find")):
+            # Keep trading possible, loudly: fills then happen here, not in that actor's books.
+            log.error(
+                "execution: actor %r lacks the venue methods submit/modify/cancel/find; "
+                "paper fills happen in process instead",
+                name,
+            )
+            return LocalPaperVenue(), LOCAL_VENUE
+        return ActorVenue(handle, name), name
 
 
 class PaperVenueActor:

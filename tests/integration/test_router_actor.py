@@ -274,3 +274,38 @@ def test_a_deployment_universe_must_carry_the_keys(router_name: str) -> None:
     router = make_router(router_name)
     with pytest.raises(ray.exceptions.RayTaskError, match="map each iid to its 'EXCH:token' key"):
         ray.get(router.add_deployment.remote("ema", [1, 2, 3], 1, "block"))
+
+
+@ray.remote(num_cpus=0)
+class QuoteWatcher:
+    """Stands in for the terminal's hub: keeps the latest quote pushed for each instrument."""
+
+    def __init__(self) -> None:
+        self.latest: dict[int, int] = {}
+        self.pushes = 0
+
+    async def on_quotes(self, quotes: np.ndarray) -> None:
+        self.pushes += 1
+        self.latest.update(zip(quotes["iid"].tolist(), quotes["ltp"].tolist(), strict=True))
+
+    def seen(self) -> tuple[int, dict[int, int]]:
+        return self.pushes, self.latest
+
+
+def test_quote_listeners_get_the_latest_quote_of_each_instrument(
+    router_name: str, wait_until: Callable[..., Any]
+) -> None:
+    router = make_router(router_name)
+    watcher = QuoteWatcher.options(name=f"{router_name}-hub", namespace=NAMESPACE).remote()
+    ray.get(watcher.seen.remote())
+    ray.get(router.register_quote_listener.remote(f"{router_name}-hub"))
+    batches = stream(30, 500, iids=20)
+    for batch in batches:
+        ray.get(router.push.remote(batch))  # no deployment trades these: quotes still count
+    final = np.concatenate(batches)
+    expected = {iid: int(final["ltp"][final["iid"] == iid][-1]) for iid in range(20)}
+    wait_until(lambda: ray.get(watcher.seen.remote())[1] == expected, 30, "the latest quotes")
+    pushes, _ = ray.get(watcher.seen.remote())
+    assert 1 <= pushes <= 30  # changes are batched into snapshots, not sent per tick
+    assert ray.get(router.stats.remote())["unrouted"] == len(final)
+    ray.kill(watcher, no_restart=True)

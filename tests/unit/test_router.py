@@ -270,6 +270,36 @@ def test_quote_board_publishes_only_changes_and_at_a_bounded_rate() -> None:
     assert board.publish_due(now_ns=5_000) is None  # nothing changed
 
 
+def test_resize_moves_buffered_ticks_to_their_new_owners_in_order() -> None:
+    r = router(virtual_nodes=16)
+    u = universe(range(40))
+    r.add_deployment("ema", u, shards=2)
+    for k in range(2):
+        r.shard_up("ema", k)
+    r.push(ticks(list(range(40)) * 3))
+    r.resize_deployment("ema", 3)
+    ring = ConsistentHashRing(range(3), virtual_nodes=16)
+    assert [r.owner("ema", i) for i in u] == [ring.assign(k) for k in u.values()]
+    assert r.take("ema", 2) is None  # a new shard's ticks wait for it to register
+    r.shard_up("ema", 2)
+    r.push(ticks(list(range(40)), seq_start=120))
+    got = np.concatenate([drain(r, "ema", k) for k in range(3)])
+    assert len(got) == 160
+    for iid in u:
+        assert np.all(np.diff(got["seq"][got["iid"] == iid]) > 0)
+    r.push(ticks(list(range(40)), seq_start=200))
+    busy = r.take("ema", 2)
+    with pytest.raises(RouterError, match="hold them before removing"):
+        r.resize_deployment("ema", 1)
+    assert busy is not None
+    r.complete(busy)
+    r.resize_deployment("ema", 1)
+    assert all(r.owner("ema", i) == 0 for i in u)
+    assert len(drain(r, "ema", 0)) == 40 - len(busy.ticks)
+    stats = r.stats().deployments["ema"]
+    assert stats.balanced and (stats.ticks_in, stats.ticks_out) == (200, 200) and len(stats.shards) == 1
+
+
 class RouterModel(RuleBasedStateMachine):
     """Any interleaving of pushes, deliveries, failures, fail-overs and returns keeps the books straight."""
 
@@ -323,6 +353,22 @@ class RouterModel(RuleBasedStateMachine):
     def come_back(self, name: str, index: int) -> None:
         if index < self.r.shard_count(name):
             self.r.shard_up(name, index)
+
+    @rule(name=st.sampled_from(["blk", "cfl"]), shards=st.integers(1, 4))
+    def resize(self, name: str, shards: int) -> None:
+        busy = any(d.deployment == name and d.shard >= shards for d in self.open)
+        try:
+            self.r.resize_deployment(name, shards)
+        except RouterError:
+            assert busy or not any(
+                self.r.stats().deployments[name].shards[k].on_ring
+                for k in range(min(shards, self.r.shard_count(name)))
+            )
+            return
+        assert not busy
+        for k in range(shards):
+            if not self.r.stats().deployments[name].shards[k].up:
+                self.r.shard_up(name, k)
 
     @invariant()
     def counts_balance(self) -> None:
