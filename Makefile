@@ -22,15 +22,16 @@ down: $(STAMP)
 status: $(STAMP)
 	$(BIN)/shardline status
 
-# Real servers the tests start themselves: redis-server and chromium from the OS packages.
+# Real servers the tests start themselves: redis-server, chromium and prometheus (with promtool)
+# from the OS packages.
 os-packages:
-	@if ! command -v redis-server >/dev/null || ! command -v chromium >/dev/null; then \
+	@if ! command -v redis-server >/dev/null || ! command -v chromium >/dev/null || ! command -v promtool >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo -n"; fi; \
 	  export DEBIAN_FRONTEND=noninteractive; \
-	  $$SUDO apt-get install -y -q redis-server chromium >/dev/null 2>&1 || \
-	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q redis-server chromium >/dev/null; }; \
+	  $$SUDO apt-get install -y -q redis-server chromium prometheus >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q redis-server chromium prometheus >/dev/null; }; \
 	fi
-	@command -v redis-server >/dev/null && command -v chromium >/dev/null
+	@command -v redis-server >/dev/null && command -v chromium >/dev/null && command -v promtool >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
