@@ -208,23 +208,31 @@ def bench_swap(
     instruments: Annotated[int, typer.Option(help="Instruments in the universe.")] = 20,
     shards: Annotated[int, typer.Option(help="Shards of the deployment.")] = 2,
     swaps: Annotated[int, typer.Option(help="Hot swaps in a row.")] = 3,
+    warm_spares: Annotated[
+        bool, typer.Option(help="Keep spare shard processes started (the fast path) or start new ones.")
+    ] = True,
 ) -> None:
     """Hot swap under a tick stream: time to the new version handling ticks; ticks lost/duplicated."""
 
-    doc = run_swap_bench(rate=rate, instruments=instruments, shards=shards, swaps=swaps)
+    doc = run_swap_bench(
+        rate=rate, instruments=instruments, shards=shards, swaps=swaps, warm_spares=warm_spares
+    )
     if as_json:
         typer.echo(json.dumps(doc, default=str))
         return
     _echo_json(doc)
 
 
-def run_swap_bench(rate: int, instruments: int, shards: int, swaps: int) -> dict[str, Any]:
+def run_swap_bench(
+    rate: int, instruments: int, shards: int, swaps: int, warm_spares: bool = True
+) -> dict[str, Any]:
     """A private local Ray: router, execution (paper) and a `SequenceCheck` deployment fed at `rate`.
 
     Each hot swap is timed from the call to every new shard having handled a tick; at the end the
     shards' sequence runs are audited against what was pushed, and the orders the shards sent
     against the execution actor's book.
     """
+    import concurrent.futures
     import statistics
     import tempfile
     import threading
@@ -270,8 +278,11 @@ def run_swap_bench(rate: int, instruments: int, shards: int, swaps: int) -> dict
                 "config": {"order_every": 500},
                 "universe": {"instruments": [i.key for i in universe]},
                 "shards": shards,
+                "warm_spares": warm_spares,
             }
             jobs.call("start", spec)
+            if warm_spares:
+                _wait_spares_ready(name, shards)
             feeder = _TickFeeder(router, universe, rate, random_walk_ticks)
             thread = threading.Thread(target=feeder.run, daemon=True)
             thread.start()
@@ -280,18 +291,27 @@ def run_swap_bench(rate: int, instruments: int, shards: int, swaps: int) -> dict
                 results = []
                 orders_sent = 0
                 for k in range(swaps):
+                    # The new version's actor names are known before the call (generation k + 1):
+                    # watch them from now on, so the time is not the call's (which also retires).
+                    new = [f"shard-{name}.{k + 1}-{i}" for i in range(shards)]
+                    watch = concurrent.futures.ThreadPoolExecutor(1)
                     began = time.perf_counter()
+                    handled = watch.submit(_wait_new_version_handling, new, feeder)
                     report = jobs.call(
                         "swap",
                         name,
                         strategy="cluster.swap:SequenceCheck",
                         config={"order_every": 500 + k + 1},
                     )
-                    handled_at = _wait_new_version_handling(report["shards"], feeder)
+                    handled_at = handled.result()
+                    watch.shutdown()
+                    if report["shards"] != new:
+                        raise ShardlineError(f"swap {k + 1} started {report['shards']}, not {new}")
                     orders_sent += int(report["retired"]["orders_sent"])
                     results.append(
                         {
                             "swap_s": round(handled_at - began, 3),
+                            "warm_spares": report["warm_spares"],
                             "paused_ms": report["timings_ms"]["paused"],
                             "warm_up_ms": report["timings_ms"]["warm_up"],
                             "ticks_held_at_switch": report["ticks_held_at_switch"],
@@ -299,6 +319,8 @@ def run_swap_bench(rate: int, instruments: int, shards: int, swaps: int) -> dict
                             "old_orders_sent": report["retired"]["orders_sent"],
                         }
                     )
+                    if warm_spares:
+                        _wait_spares_ready(name, shards)
                     feeder.wait_for(rate)
             finally:
                 feeder.stop()
@@ -322,6 +344,7 @@ def run_swap_bench(rate: int, instruments: int, shards: int, swaps: int) -> dict
         "rate": rate,
         "instruments": instruments,
         "shards": shards,
+        "warm_spares": warm_spares,
         "swaps": results,
         "swap_s_median": round(statistics.median(swap_times), 3) if swap_times else None,
         "swap_s_max": max(swap_times, default=None),
@@ -395,16 +418,33 @@ def _wait_new_version_handling(shards: list[str], feeder: _TickFeeder, timeout_s
 
     from cluster.topology import NAMESPACE
 
-    handles = [ray.get_actor(n, namespace=NAMESPACE) for n in shards]
     deadline = time.perf_counter() + timeout_s
     while time.perf_counter() < deadline:
-        stats: list[dict[str, Any]] = ray.get([h.stats.remote() for h in handles])
-        if all(int(s["rows_handled"]) > 0 for s in stats):
+        try:  # not yet there (no spares), or a spare not yet launched (no counters)
+            handles = [ray.get_actor(n, namespace=NAMESPACE) for n in shards]
+            stats: list[dict[str, Any]] = ray.get([h.stats.remote() for h in handles], timeout=5)
+        except (ValueError, ray.exceptions.RayError):
+            stats = []
+        if stats and all(int(s.get("rows_handled", 0)) > 0 for s in stats):
             return time.perf_counter()
         time.sleep(0.002)  # polling the new shards' counters
     raise ShardlineError(
         f"the new version did not handle ticks within {timeout_s:.0f} s (sent {feeder.sent})"
     )
+
+
+def _wait_spares_ready(name: str, shards: int, timeout_s: float = 120.0) -> None:
+    """Until the deployment's spare processes have started (a swap right after one would wait)."""
+    import time
+
+    from cluster import jobs
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if jobs.call("show", name)["spares"]["ready"] >= shards:
+            return
+        time.sleep(0.1)  # polling the spares until they answer
+    raise ShardlineError(f"{name}: the spares did not start within {timeout_s:.0f} s")
 
 
 def _wait_drained(name: str, timeout_s: float = 60.0) -> None:

@@ -142,6 +142,8 @@ class DeploymentRecord(msgspec.Struct, kw_only=True):
     operation: str = ""  # the operation in progress, if any
     error: str = ""
     source: str = "submit"  # "config" (started by `shardline up`), "submit", "api"
+    spares: int = 0  # idle processes started for the next generation's shards (`warm_spares`)
+    spares_env: RuntimeEnv | None = None  # the runtime_env the spares were started with
     history: list[str] = msgspec.field(default_factory=list)
     started_ns: int = 0
     updated_ns: int = 0
@@ -169,6 +171,17 @@ def shard_actor_name(deployment: str, generation: int, index: int) -> str:
     if generation:
         return f"shard-{deployment}.{generation}-{index}"
     return f"shard-{deployment}-{index}"
+
+
+def parse_shard_actor_name(name: str) -> tuple[str, int, int] | None:
+    """(deployment, generation, index) of a shard actor name, or None if it is not one."""
+    if not name.startswith("shard-"):
+        return None
+    head, _, index = name[len("shard-") :].rpartition("-")
+    deployment, dot, generation = head.partition(".")
+    if not head or not index.isdigit() or (dot and not generation.isdigit()):
+        return None
+    return deployment, int(generation or 0), int(index)
 
 
 def trader_tag(generation: int, index: int) -> str:
@@ -374,14 +387,22 @@ class ClusterControl(Protocol):
         """
         ...
 
+    async def start_spare(self, shard: str, runtime_env: RuntimeEnv | None) -> None:
+        """Start an idle process named `shard` (imports done, no node) without waiting for it."""
+        ...
+
+    async def launch_spare(self, spec: ShardSpec) -> None:
+        """Start `spec`'s node in the spare named `spec.name`, not attached (ShardStartError if not)."""
+        ...
+
     async def drain_shard(self, shard: str) -> None: ...
 
     async def save_shard_state(self, shard: str) -> dict[str, bytes]: ...
 
     async def load_shard_state(self, shard: str, state: dict[str, bytes]) -> None: ...
 
-    async def shard_stats(self, shard: str) -> dict[str, Any] | None:
-        """The shard's `stats()`, or None when it does not answer."""
+    async def shard_stats(self, shard: str, timeout_s: float | None = None) -> dict[str, Any] | None:
+        """The shard's `stats()`, or None when it does not answer (within `timeout_s`)."""
         ...
 
     async def stop_shard(self, shard: str, *, graceful: bool) -> dict[str, Any] | None:
@@ -440,6 +461,18 @@ async def start_shards(
     results = await asyncio.gather(
         *(control.start_shard(s, runtime_env, attach=attach) for s in specs), return_exceptions=True
     )
+    failures = [(s, r) for s, r in zip(specs, results, strict=True) if isinstance(r, BaseException)]
+    if not failures:
+        return
+    await asyncio.gather(*(control.stop_shard(s.name, graceful=False) for s in specs), return_exceptions=True)
+    spec, first = failures[0]
+    reason = str(first) if isinstance(first, ShardlineError) else f"{type(first).__name__}: {first}"
+    raise ShardStartError(f"{spec.name} did not start: {reason}")
+
+
+async def launch_spares(control: ClusterControl, specs: list[ShardSpec]) -> None:
+    """Launch each spec in its spare; if any fails, stop them all and raise its reason."""
+    results = await asyncio.gather(*(control.launch_spare(s) for s in specs), return_exceptions=True)
     failures = [(s, r) for s, r in zip(specs, results, strict=True) if isinstance(r, BaseException)]
     if not failures:
         return
@@ -618,6 +651,7 @@ class DeploymentManager:
             record.operation = ""
             record.error = ""
             self._save(record, "running")
+            await self._prepare_spares(record)
         return await self.show(spec.name)
 
     async def start_configured(self, name: str) -> dict[str, Any]:
@@ -646,13 +680,20 @@ class DeploymentManager:
         if record.state == DeploymentState.STOPPED:
             return summarize(record, {})
         names = record.shard_names()
-        stats, route, orders, risk = await asyncio.gather(
+        spares = record.shard_names(generation=record.generation + 1, shards=record.spares)
+        stats, route, orders, risk, spare_stats = await asyncio.gather(
             asyncio.gather(*(self._control.shard_stats(n) for n in names)),
             self._control.route_stats(record.name),
             self._control.book_orders(record.name),
             self._control.book_risk(record.name),
+            # a spare still importing does not answer yet: ask briefly
+            asyncio.gather(*(self._control.shard_stats(n, timeout_s=0.5) for n in spares)),
         )
         doc = summarize(record, dict(zip(names, stats, strict=True)), route, orders, risk)
+        doc["spares"] = {
+            "count": len(spares),
+            "ready": sum(1 for s in spare_stats if s is not None and s.get("state") == "spare"),
+        }
         if record.name in self._busy:
             doc["operation"] = self._busy[record.name]
         return doc
@@ -690,6 +731,7 @@ class DeploymentManager:
             spec["shards"] = shards
             record.spec = spec
             self._save(record, f"scaled {report['from_shards']} -> {shards} shards")
+            await self._prepare_spares(record)
             return report
 
     async def swap(
@@ -721,6 +763,10 @@ class DeploymentManager:
             env = runtime_env if runtime_env is not None else record.runtime_env
             await self._control.check_strategy(new_spec.strategy, new_spec.config, env)
             old_strategy = record.strategy
+            # Spares hold the next generation's names: used when they run the same code, else freed.
+            use_spares = record.spares == record.shards and record.spares_env == env
+            if record.spares and not use_spares:
+                await self._drop_spares(record)
             record.operation = f"swapping to generation {record.generation + 1}"
             self._save(record)
             try:
@@ -731,11 +777,15 @@ class DeploymentManager:
                     env,
                     self._instruments(record),
                     cancel_old_orders=cancel_old_orders,
+                    use_spares=use_spares,
                 ).run()
             except BaseException as err:
                 record.operation = ""
+                record.spares = 0 if use_spares else record.spares  # a failed launch stopped them
                 self._save(record, f"swap to {new_spec.strategy} failed, old version kept: {err}")
+                await self._prepare_spares(record)
                 raise
+            record.spares = 0
             await self._control.forget(record.shard_names())
             record.generation = report["generation"]
             record.spec = spec_json(new_spec)
@@ -743,6 +793,7 @@ class DeploymentManager:
             record.operation = ""
             self._save(record, f"swapped {old_strategy} -> {new_spec.strategy} (gen {record.generation})")
             await self._control.watch(record.shard_names())
+            await self._prepare_spares(record)
             return report
 
     async def stop(self, name: str) -> dict[str, Any]:
@@ -753,6 +804,7 @@ class DeploymentManager:
                 return {"name": name, "state": record.state, "changed": False}
             record.operation = "stopping"
             self._save(record)
+            await self._drop_spares(record)
             names = record.shard_names()
             route = await self._control.route_stats(name)
             if route is not None:
@@ -774,6 +826,43 @@ class DeploymentManager:
                 "ticks_handled": sum(int((s or {}).get("ticks_handled", 0)) for s in final),
                 "router": route,
             }
+
+    # -- warm spares --------------------------------------------------------------------------
+
+    async def _prepare_spares(self, record: DeploymentRecord) -> None:
+        """Have one spare per shard for the next generation when the spec asks for them."""
+        wanted = record.shards if record.spec.get("warm_spares") and record.state == "running" else 0
+        if record.spares and record.spares_env != record.runtime_env:
+            await self._drop_spares(record)
+        names = record.shard_names(generation=record.generation + 1, shards=max(wanted, record.spares))
+        for name in names[wanted:]:
+            await self._control.stop_shard(name, graceful=False)
+        for name in names[record.spares : wanted]:
+            await self._control.start_spare(name, record.runtime_env)
+        if (record.spares, record.spares_env) != (wanted, record.runtime_env):
+            record.spares, record.spares_env = wanted, record.runtime_env if wanted else None
+            self._save(record)
+
+    async def _drop_spares(self, record: DeploymentRecord) -> None:
+        names = record.shard_names(generation=record.generation + 1, shards=record.spares)
+        await asyncio.gather(*(self._control.stop_shard(n, graceful=False) for n in names))
+        record.spares, record.spares_env = 0, None
+
+    def spare_spec(self, name: str) -> ShardSpec | None:
+        """What a restarted spare named `name` runs: its shard's spec once its generation is live."""
+        parsed = parse_shard_actor_name(name)
+        if parsed is None:
+            return None
+        deployment, generation, index = parsed
+        record = self._registry.find(deployment)
+        if (
+            record is None
+            or record.state != DeploymentState.RUNNING
+            or record.generation != generation
+            or index >= record.shards
+        ):
+            return None
+        return shard_specs(record.config, self._instruments(record), generation, record.shards, [index])[0]
 
     # -- helpers ------------------------------------------------------------------------------
 

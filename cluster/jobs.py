@@ -33,6 +33,8 @@ import msgspec
 import ray
 
 from actors.orders import OrderStatus, OrderUpdate
+from actors.shard.actor import StrategyShardActor
+from actors.shard.shard import ShardSpec
 from cluster.config import Mode, Secrets, ShardlineConfig, load_config
 from cluster.deployments import (
     DeploymentError,
@@ -172,10 +174,9 @@ class RayClusterControl:
         options: dict[str, Any] = {"lifetime": "detached", "num_cpus": 0}
         if runtime_env:
             options["runtime_env"] = runtime_env
-        try:
-            handle = start_shard_actor(spec, router=ROUTER if attach else None, **options)
-        except ValueError as err:  # the name is taken
-            raise ShardStartError(f"{spec.name}: {err}") from None
+        handle = await _create_named(
+            spec.name, lambda: start_shard_actor(spec, router=ROUTER if attach else None, **options)
+        )
         try:
             state = await asyncio.wait_for(handle.ready.remote(), self._ready_timeout_s)
         except TimeoutError:
@@ -186,6 +187,25 @@ class RayClusterControl:
             raise ShardStartError(_first_line(err)) from None
         if state != "running":
             ray.kill(handle, no_restart=True)
+            raise ShardStartError(f"{spec.name} is {state} after starting")
+
+    async def start_spare(self, shard: str, runtime_env: RuntimeEnv | None) -> None:
+        options = spare_actor_options(shard)
+        if runtime_env:
+            options["runtime_env"] = runtime_env
+        await _create_named(shard, lambda: ray.remote(SpareShardActor).options(**options).remote())
+
+    async def launch_spare(self, spec: Any) -> None:
+        spare = self._actor(spec.name)
+        if spare is None:
+            raise ShardStartError(f"the spare {spec.name} is gone")
+        try:
+            state = await asyncio.wait_for(spare.launch.remote(spec), self._ready_timeout_s)
+        except TimeoutError:
+            raise ShardStartError(f"{spec.name} did not start within {self._ready_timeout_s:.0f} s") from None
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as err:
+            raise ShardStartError(_first_line(err)) from None
+        if state != "running":
             raise ShardStartError(f"{spec.name} is {state} after starting")
 
     async def drain_shard(self, shard: str) -> None:
@@ -206,12 +226,12 @@ class RayClusterControl:
         except ray.exceptions.RayTaskError as err:
             raise ShardlineError(f"{shard}: loading the strategy state failed: {_first_line(err)}") from None
 
-    async def shard_stats(self, shard: str) -> dict[str, Any] | None:
+    async def shard_stats(self, shard: str, timeout_s: float | None = None) -> dict[str, Any] | None:
         handle = self._actor(shard)
         if handle is None:
             return None
         try:
-            stats: dict[str, Any] = await asyncio.wait_for(handle.stats.remote(), CALL_TIMEOUT_S)
+            stats: dict[str, Any] = await asyncio.wait_for(handle.stats.remote(), timeout_s or CALL_TIMEOUT_S)
         except (TimeoutError, ray.exceptions.RayError):
             return None
         return stats
@@ -314,6 +334,71 @@ class RayClusterControl:
             await supervisor.forget.remote(names)
 
 
+async def _create_named(name: str, create: Any, timeout_s: float = 10.0) -> Any:
+    """Create a named actor, waiting (bounded) for an actor of that name just killed to let go of it."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    while True:
+        try:
+            return create()
+        except ValueError as err:  # "The name ... is already taken"
+            if time.monotonic() >= deadline:
+                raise ShardStartError(f"{name}: {err}") from None
+        await asyncio.sleep(delay)  # the GCS frees a killed actor's name shortly after
+        delay = min(delay * 2, 0.5)
+
+
+class SpareShardActor(StrategyShardActor):
+    """A shard process started ahead of a hot swap: Ray and Nautilus imported, no node yet.
+
+    `launch(spec)` then starts the node (not attached to the router: the swap attaches it),
+    which is all a swap to code already in this process's runtime_env has to wait for. A launched
+    spare that Ray restarts asks the deployments actor what it was launched as and comes back as
+    that shard (registering with the router like any restarted shard).
+    """
+
+    def __init__(self) -> None:  # the shard's own __init__ runs in `launch`
+        self._spare = True
+        name = ray.get_runtime_context().get_actor_name() or ""
+        spec: ShardSpec | None
+        try:
+            deployments: Any = ray.get_actor(DEPLOYMENTS, namespace=NAMESPACE)
+            spec = ray.get(deployments.spare_spec.remote(name), timeout=30)
+        except Exception as err:  # no deployments actor: stay a spare
+            log.info("%s: no launch spec (%s); waiting as a spare", name, err)
+            spec = None
+        if spec is not None:
+            super().__init__(spec)
+            self._spare = False
+
+    async def launch(self, spec: ShardSpec) -> str:
+        if not self._spare:
+            raise ShardlineError(f"{spec.name} was launched already")
+        await asyncio.to_thread(StrategyShardActor.__init__, self, spec, EXECUTION, None)
+        self._spare = False
+        return self._shard.state
+
+    async def ready(self) -> str:
+        return "spare" if self._spare else await super().ready()
+
+    async def stats(self) -> dict[str, Any]:
+        if self._spare:
+            return {"pid": os.getpid(), "state": "spare"}
+        return await super().stats()
+
+
+def spare_actor_options(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": NAMESPACE,
+        "lifetime": "detached",
+        "num_cpus": 0,
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "max_concurrency": 64,
+    }
+
+
 class DeploymentsActor:
     """The named "deployments" actor: a thin async shell around `DeploymentManager`.
 
@@ -396,6 +481,9 @@ class DeploymentsActor:
 
     async def deployment_logs(self, name: str, lines: int = 200) -> list[str]:
         return await self._manager.logs(name, lines)
+
+    async def spare_spec(self, name: str) -> ShardSpec | None:
+        return self._manager.spare_spec(name)
 
     async def stats(self) -> dict[str, Any]:
         records = list(self._manager.registry)

@@ -52,6 +52,7 @@ from cluster.deployments import (
     ClusterControl,
     DeploymentRecord,
     RuntimeEnv,
+    launch_spares,
     order_trader_tag,
     shard_specs,
     start_shards,
@@ -159,6 +160,9 @@ class HotSwap:
         The deployment's universe.
     cancel_old_orders : bool, default True
         Cancel the old version's orders still working after it stopped.
+    use_spares : bool, default False
+        Launch the new version in the deployment's warm spares (which run `runtime_env` already)
+        instead of starting new processes.
     """
 
     def __init__(
@@ -170,6 +174,7 @@ class HotSwap:
         instruments: tuple[ShardInstrument, ...],
         *,
         cancel_old_orders: bool = True,
+        use_spares: bool = False,
     ) -> None:
         self._control = control
         self._record = record
@@ -177,6 +182,7 @@ class HotSwap:
         self._env = runtime_env
         self._instruments = instruments
         self._cancel_old_orders = cancel_old_orders
+        self._use_spares = use_spares
 
     async def run(self) -> dict[str, Any]:
         control, record = self._control, self._record
@@ -189,7 +195,10 @@ class HotSwap:
         new = [s.name for s in specs]
         began = time.perf_counter()
         try:
-            await start_shards(control, specs, self._env, attach=False)
+            if self._use_spares:
+                await launch_spares(control, specs)
+            else:
+                await start_shards(control, specs, self._env, attach=False)
         except ShardlineError as err:
             raise SwapFailed(f"{route}: the new version did not start, the old one runs on: {err}") from None
         warmed = time.perf_counter()
@@ -222,6 +231,7 @@ class HotSwap:
             "to_strategy": self._spec.strategy,
             "generation": new_generation,
             "shards": new,
+            "warm_spares": self._use_spares,
             "state_moved": moved,
             "ticks_held_at_switch": int((at_switch or {}).get("buffered", 0)),
             "in_flight_at_hold": int(held.get("in_flight", 0)),
