@@ -516,7 +516,8 @@ def _codes(column: pl.Series) -> tuple[list[str], np.ndarray]:
     """Distinct values and, per row, the index of its value (names repeat across a chain)."""
     column = column.fill_null("")
     distinct = column.unique(maintain_order=True)
-    codes = column.replace_strict(distinct, pl.int_range(distinct.len(), eager=True), return_dtype=pl.Int32)
+    # an Enum's physical codes index its categories; the lightest way polars has to number them
+    codes = column.cast(pl.Enum(distinct)).to_physical().cast(pl.Int32)
     return distinct.to_list(), codes.to_numpy()
 
 
