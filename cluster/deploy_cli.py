@@ -242,12 +242,11 @@ def run_swap_bench(
 
     from actors.execution.actor import start_execution
     from actors.router.actor import start_router
-    from actors.shard.baseline import random_walk_ticks
     from actors.shard.universe import ShardInstrument
     from catalog.sources import load_default_catalog
     from cluster import jobs
     from cluster.config import parse_config
-    from cluster.swap import audit_sequences
+    from cluster.swap import TickStream, audit_sequences
     from cluster.topology import NAMESPACE
 
     if ray.is_initialized():
@@ -283,7 +282,7 @@ def run_swap_bench(
             jobs.call("start", spec)
             if warm_spares:
                 _wait_spares_ready(name, shards)
-            feeder = _TickFeeder(router, universe, rate, random_walk_ticks)
+            feeder = TickStream(lambda ticks: ray.get(router.push.remote(ticks)), universe, rate)
             thread = threading.Thread(target=feeder.run, daemon=True)
             thread.start()
             try:
@@ -361,56 +360,7 @@ def run_swap_bench(
     }
 
 
-class _TickFeeder:
-    """Pushes a `random_walk_ticks` stream into the router at a steady rate, sequence numbers
-    continuing per instrument from 1; the router's `push` back-pressure sets the pace under load."""
-
-    def __init__(self, router: Any, universe: list[Any], rate: int, make_ticks: Any) -> None:
-        self._router = router
-        self._universe = universe
-        self._rate = rate
-        self._make = make_ticks
-        self._stopping = False
-        self._rounds = 0  # full rounds over the universe pushed (each adds 1 to every seq)
-        self.sent = 0
-        self._iids = [i.iid for i in universe]
-
-    def run(self) -> None:
-        import time
-
-        import ray
-
-        per_chunk = max(1, self._rate // 100 // len(self._universe)) * len(self._universe)
-        interval = per_chunk / self._rate
-        next_at = time.perf_counter()
-        seed = 0
-        while not self._stopping:
-            seed += 1
-            ticks = self._make(self._universe, per_chunk, seed=seed, start_ns=time.time_ns(), step_ns=1_000)
-            ticks["seq"] += self._rounds
-            ray.get(self._router.push.remote(ticks))
-            self._rounds += per_chunk // len(self._universe)
-            self.sent += per_chunk
-            next_at += interval
-            delay = next_at - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)  # pacing the stream to the requested rate
-
-    def wait_for(self, ticks: int) -> None:
-        import time
-
-        target = self.sent + ticks
-        while self.sent < target and not self._stopping:
-            time.sleep(0.01)  # waiting for the feeder thread to push `ticks` more
-
-    def stop(self) -> None:
-        self._stopping = True
-
-    def last_seq_by_instrument(self) -> dict[str, int]:
-        return {i.instrument.id.value: self._rounds for i in self._universe}
-
-
-def _wait_new_version_handling(shards: list[str], feeder: _TickFeeder, timeout_s: float = 60.0) -> float:
+def _wait_new_version_handling(shards: list[str], feeder: Any, timeout_s: float = 60.0) -> float:
     """When every shard in `shards` has handled a tick (perf_counter seconds)."""
     import time
 

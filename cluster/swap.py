@@ -37,12 +37,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from nautilus_trader.config import NonNegativeInt, StrategyConfig
 from nautilus_trader.model.data import TradeTick
 from nautilus_trader.model.enums import OrderSide, TimeInForce
@@ -440,6 +442,69 @@ class SequenceCheck(Strategy):
             self._runs[key] = [list(r) for r in runs] + self._runs.get(key, [])
         self._out_of_order += int(state.get("out_of_order", b"0"))
         self._ticks += int(state.get("ticks", b"0"))
+
+
+class TickStream:
+    """A steady tick stream for swap checks: each instrument in turn, a random walk, sequence numbers
+    continuing per instrument from 1, handed to `push(batch)` at `rate` ticks a second.
+
+    `run` is a thread's target until `stop`; a `push` that blocks (router back-pressure) slows the
+    stream down rather than dropping anything. `sent` and `last_seq_by_instrument` say what went.
+    """
+
+    def __init__(
+        self,
+        push: Callable[[np.ndarray], Any],
+        universe: Sequence[ShardInstrument],
+        rate: int,
+        batches_per_s: int = 100,
+    ) -> None:
+        if rate <= 0 or not universe:
+            raise ShardlineError("a tick stream needs a positive rate and at least one instrument")
+        self._push = push
+        self._universe = list(universe)
+        self._per_batch = max(1, rate // batches_per_s // len(universe)) * len(universe)
+        self._interval = self._per_batch / rate
+        self._stopping = threading.Event()
+        self._rounds = 0  # rounds over the universe sent: the last sequence number of each instrument
+        self._seed = 0
+        self.sent = 0
+
+    def next_batch(self) -> np.ndarray:
+        from actors.shard.baseline import random_walk_ticks
+
+        self._seed += 1
+        ticks = random_walk_ticks(
+            self._universe, self._per_batch, seed=self._seed, start_ns=time.time_ns(), step_ns=1_000
+        )
+        ticks["seq"] += self._rounds  # random_walk_ticks numbers each instrument's rows from 1
+        self._rounds += self._per_batch // len(self._universe)
+        return ticks
+
+    def run(self) -> None:
+        next_at = time.perf_counter()
+        while not self._stopping.is_set():
+            batch = self.next_batch()
+            self._push(batch)
+            self.sent += len(batch)
+            next_at += self._interval
+            self._stopping.wait(max(0.0, next_at - time.perf_counter()))  # the pace, or the stop
+
+    def wait_for(self, ticks: int, timeout_s: float = 120.0) -> None:
+        """Block until `ticks` more have been sent."""
+        target = self.sent + ticks
+        deadline = time.monotonic() + timeout_s
+        while self.sent < target:
+            if self._stopping.is_set() or time.monotonic() > deadline:
+                raise ShardlineError(f"the tick stream sent {self.sent} of {target} ticks")
+            self._stopping.wait(0.01)  # the stream thread advances `sent`
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def last_seq_by_instrument(self) -> dict[str, int]:
+        """The last sequence number sent, per Nautilus instrument id ("SYMBOL.VENUE")."""
+        return {i.instrument.id.value: self._rounds for i in self._universe}
 
 
 @dataclass(frozen=True)
