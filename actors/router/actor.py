@@ -36,6 +36,8 @@ from cluster.topology import NAMESPACE, ROUTER
 
 log = logging.getLogger(__name__)
 
+PROBE_TIMEOUT_S = 1.0  # how long one "are you back?" call to a failed shard may take
+
 
 @dataclass
 class _ShardLink:
@@ -309,8 +311,9 @@ class RouterActor:
         delay = 0.05
         while not self._router.is_up(name, index):
             try:
-                await link.handle.__ray_ready__.remote()  # answers once Ray has restarted it
-            except RayActorError:
+                # Answers once Ray has restarted it; bounded, since a restart can take a while.
+                await asyncio.wait_for(link.handle.__ray_ready__.remote(), PROBE_TIMEOUT_S)
+            except (RayActorError, TimeoutError):
                 pass
             else:
                 if not self._router.is_up(name, index):

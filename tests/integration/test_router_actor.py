@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,9 +29,13 @@ _names = itertools.count()
 class Consumer:
     """A stand-in strategy shard: records what it gets, optionally slowly; registers on (re)start."""
 
-    def __init__(self, router: str, deployment: str, index: int, delay_s: float = 0.0) -> None:
+    def __init__(
+        self, router: str, deployment: str, index: int, delay_s: float = 0.0, restart_s: float = 0.0
+    ) -> None:
         self.delay_s = delay_s
         self.chunks: list[np.ndarray] = []
+        if ray.get_runtime_context().was_current_actor_reconstructed:
+            time.sleep(restart_s)  # a restart as slow as a Nautilus node's start
         handle = ray.get_actor(router, namespace=NAMESPACE)
         me = ray.get_runtime_context().current_actor
         ray.get(handle.register_shard.remote(deployment, index, me))
@@ -165,6 +170,42 @@ def test_a_killed_shard_is_restarted_re_registers_and_only_its_in_flight_ticks_a
     steady_seen = ray.get(steady.seen.remote())
     assert len(steady_seen) == stats["shards"][1]["ticks_in"]  # the live shard lost nothing
     for c in (slow, steady):
+        ray.kill(c, no_restart=True)
+
+
+def test_a_shard_slow_to_restart_hands_its_instruments_over_and_takes_them_back(
+    router_name: str, wait_until: Callable[..., Any]
+) -> None:
+    router = make_router(router_name, failover_after_s=0.5)
+    ray.get(router.add_deployment.remote("ema", UNIVERSE, 2, "block"))
+    slow = Consumer.remote(router_name, "ema", 0, 0.0, 4.0)
+    other = Consumer.remote(router_name, "ema", 1)
+    share_of_0 = {i for i, k in owner_of().items() if k == 0}
+    seq = itertools.count(0, 120)
+
+    def push() -> int:
+        return int(ray.get(router.push.remote(ticks(np.arange(120) % 60, next(seq)))))
+
+    push()
+    wait_until(lambda: settled(router, "ema"), 30, "first delivery")
+    ray.kill(slow, no_restart=False)
+    wait_until(
+        lambda: push() and not deployment_stats(router, "ema")["shards"][0]["on_ring"], 30, "fail-over"
+    )
+    wait_until(lambda: settled(router, "ema"), 30, "the held share delivered elsewhere")
+    assert share_of_0 <= set(ray.get(other.seen.remote())["iid"].tolist())
+    wait_until(
+        lambda: (s := deployment_stats(router, "ema")["shards"][0])["on_ring"] and s["up"], 60, "return"
+    )
+    push()
+    wait_until(lambda: settled(router, "ema"), 30, "delivered after the return")
+    back = ray.get(slow.seen.remote())  # the restarted incarnation's view
+    assert set(back["iid"].tolist()) == share_of_0
+    assert_in_feed_order(back)
+    assert_in_feed_order(ray.get(other.seen.remote()))
+    stats = deployment_stats(router, "ema")
+    assert stats["ticks_in"] == stats["ticks_out"] + stats["dropped"]
+    for c in (slow, other):
         ray.kill(c, no_restart=True)
 
 
