@@ -152,6 +152,7 @@ class InstrumentCatalog:
         self._strikes = frame.get_column("strike").fill_null(_NO_STRIKE).to_numpy()
         option_types, self._option_type_codes = _codes(frame.get_column("option_type"))
         self._option_types: list[str | None] = [t or None for t in option_types]
+        self._call_code = option_types.index("CE") if "CE" in option_types else -1
         self._lot_sizes = frame.get_column("lot_size").to_numpy()
         self._tick_sizes = frame.get_column("tick_size").to_numpy()
         self._price_scales = frame.get_column("price_scale").to_numpy()
@@ -352,6 +353,9 @@ class InstrumentCatalog:
 
     def run(self, start: int, stop: int) -> list[Instrument]:
         """Instruments with iids in [start, stop)."""
+        made = self._made[start:stop]
+        if None not in made:  # the usual case once a chain has been seen
+            return made  # type: ignore[return-value]  # no None, as just checked
         self._make_run(start, stop)
         return self._made[start:stop]  # type: ignore[return-value]  # all made just above
 
@@ -415,15 +419,26 @@ class InstrumentCatalog:
             raise ShardlineError(
                 f"no {underlying} options on {exchange} expiring {expiry}; listed expiries: {listed}"
             )
-        calls: dict[int, Instrument] = {}
-        puts: dict[int, Instrument] = {}
-        strikes: list[int] = []  # iids run by strike, so this comes out ascending
-        for option in self.run(*span):
-            strike = option.strike or 0
-            if not strikes or strikes[-1] != strike:
-                strikes.append(strike)
-            (calls if option.option_type == "CE" else puts)[strike] = option
-        rows = [OptionChainRow((strike, calls.get(strike), puts.get(strike))) for strike in strikes]
+        start, stop = span
+        legs = self.run(start, stop)
+        strikes = self._strikes[start:stop]
+        calls = self._option_type_codes[start:stop] == self._call_code
+        # iids run by strike, the call before the put: a pair is a call and the put after it
+        paired = np.zeros(stop - start, dtype=bool)
+        paired[:-1] = (strikes[:-1] == strikes[1:]) & calls[:-1] & ~calls[1:]
+        second = np.zeros_like(paired)
+        second[1:] = paired[:-1]
+        strike_list, paired_list, call_list = strikes.tolist(), paired.tolist(), calls.tolist()
+        rows = [
+            OptionChainRow(
+                (strike_list[i], legs[i], legs[i + 1])
+                if paired_list[i]
+                else (strike_list[i], legs[i], None)
+                if call_list[i]
+                else (strike_list[i], None, legs[i])
+            )
+            for i in np.flatnonzero(~second).tolist()
+        ]
         chain = OptionChain(exchange, underlying, expiry, tuple(rows))
         self._chain_cache[cache_key] = chain
         return chain
