@@ -74,6 +74,8 @@ class ActorDirectory:
     def _lookup(self, name: str) -> Any:
         import ray
 
+        if not ray.is_initialized():  # a terminal outside a Ray cluster (tests, tools): nothing to find
+            raise ServiceUnavailable(f"the {name} actor is not reachable: not connected to Ray")
         try:
             return ray.get_actor(name, namespace=self._namespace)
         except ValueError:

@@ -260,6 +260,7 @@ class Broadcaster:
         session = ClientSession(websocket, ConflatingOutbox(self._max_rate_hz))
         if not await self._authenticate_first(session):
             return
+        session.frames_sent = 1  # the "authenticated" frame counts, as clients count every frame
         self._sessions.add(session)
         self.stats.sessions_opened += 1
         sender = asyncio.create_task(self._send_loop(session))
