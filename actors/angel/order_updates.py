@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from actors.angel.errors import LoginError
 from actors.angel.schemas import BrokerOrder, OrderUpdateMessage, WireFormatError
 from actors.angel.stream import HeaderSource, StreamAuthError, reconnect_delay
 from cluster.config import FeedConfig
@@ -82,6 +83,7 @@ class OrderUpdateClient:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._task: asyncio.Task[None] | None = None
         self._running = False
+        self.fatal_error: LoginError | None = None  # set when a refused login stopped the socket
         self.connected = asyncio.Event()
         self.counts: dict[str, int] = dict.fromkeys(
             (
@@ -125,12 +127,22 @@ class OrderUpdateClient:
             except StreamAuthError as err:
                 self.counts["auth_refusals"] += 1
                 log.warning("order-update socket: token refused (%s); renewing the session", err)
-                if self._on_auth_refused is not None:
-                    await self._on_auth_refused()
                 failures += 1
+                try:
+                    if self._on_auth_refused is not None:
+                        await self._on_auth_refused()
+                except LoginError as login:
+                    self._give_up(login)
+                    return
+                except Exception as renew:  # e.g. the broker unreachable: try again later
+                    log.warning("order-update socket: session renewal failed: %s", renew)
                 await asyncio.sleep(reconnect_delay(self.config, failures))
                 continue
-            except (TimeoutError, OSError, ConnectionError, aiohttp.ClientError) as err:
+            except LoginError as err:
+                # Wrong PIN or TOTP: retrying would only lock the account. Say so and stop.
+                self._give_up(err)
+                return
+            except Exception as err:  # refused, unreachable, timed out, broker error: retry later
                 failures += 1
                 pause = reconnect_delay(self.config, failures)
                 log.warning("order-update socket: cannot connect (%s); retrying in %.2f s", err, pause)
@@ -160,6 +172,10 @@ class OrderUpdateClient:
                 pause = reconnect_delay(self.config, failures)
                 log.info("order-update socket closed; reconnecting in %.2f s", pause)
                 await asyncio.sleep(pause)
+
+    def _give_up(self, err: LoginError) -> None:
+        self.fatal_error = err
+        log.error("order-update socket: giving up, the login is refused: %s", err)
 
     async def _open(self) -> aiohttp.ClientWebSocketResponse:
         assert self._http is not None

@@ -39,6 +39,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websockets_connect
 
 from actors.angel.codec import TickDecoder
+from actors.angel.errors import LoginError
 from actors.angel.packets import EXCHANGE_TYPE
 from actors.ticks import FeedMode
 from cluster.config import FeedConfig
@@ -670,6 +671,7 @@ class SmartStreamClient:
         self._http: aiohttp.ClientSession | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._running = False
+        self.fatal_error: LoginError | None = None  # set when a refused login stopped the sockets
         log.info(
             "SmartStream client: %s via %s, %d×%d subscriptions, flush %.1f ms / %d ticks",
             url,
@@ -686,6 +688,7 @@ class SmartStreamClient:
         if self._running:
             return
         self._running = True
+        self.fatal_error = None
         if self.library == "aiohttp":
             self._http = aiohttp.ClientSession()
         self._flusher = asyncio.ensure_future(self._flush_loop())
@@ -758,6 +761,7 @@ class SmartStreamClient:
             "callback_errors": s.callback_errors,
             "subscriptions": len(self.plan),
             "open_connections": self.open_connections(),
+            "sockets_trying": sum(1 for c in self._connections if c.task is not None and not c.task.done()),
             **self.decoder.stats.as_dict(),
         }
 
@@ -776,12 +780,22 @@ class SmartStreamClient:
                 log.warning(
                     "stream socket %d: credentials refused (%s); renewing the session", conn.index, err
                 )
-                if self._on_auth_refused is not None:
-                    await self._on_auth_refused()
                 failures += 1
+                try:
+                    if self._on_auth_refused is not None:
+                        await self._on_auth_refused()
+                except LoginError as login:
+                    self._give_up(conn, login)
+                    return
+                except Exception as renew:  # e.g. the broker unreachable: try again later
+                    log.warning("stream socket %d: session renewal failed: %s", conn.index, renew)
                 await asyncio.sleep(self._backoff(failures))
                 continue
-            except (TimeoutError, OSError, ConnectionError, aiohttp.ClientError) as err:
+            except LoginError as err:
+                # Wrong PIN or TOTP: retrying would only lock the account. Say so and stop.
+                self._give_up(conn, err)
+                return
+            except Exception as err:  # refused, unreachable, timed out, broker error: retry later
                 failures += 1
                 pause = self._backoff(failures)
                 log.warning(
@@ -818,6 +832,10 @@ class SmartStreamClient:
                 pause = self._backoff(failures)
                 log.info("stream socket %d closed; reconnecting in %.2f s", conn.index, pause)
                 await asyncio.sleep(pause)
+
+    def _give_up(self, conn: _Connection, err: LoginError) -> None:
+        self.fatal_error = err
+        log.error("stream socket %d: giving up, the login is refused: %s", conn.index, err)
 
     async def _open(self) -> _Link:
         headers = await self._headers()

@@ -419,3 +419,20 @@ async def test_a_failing_consumer_does_not_stop_the_feed(angel: AngelConnection)
         await client.stop()
     assert client.counters()["callback_errors"] == 1
     assert client.counters()["connects"] == 1
+
+
+async def test_a_refused_login_stops_the_sockets_instead_of_retrying(sim: SimServer, tmp_path: Path) -> None:
+    creds = AngelCredentials(**{**sim.credentials(), "pin": "0000"})
+    conn = connect(creds, AngelEndpoints(sim.rest_url, sim.stream_url, sim.order_url), tmp_path)
+    client = conn.stream_client(IID, Collected(), FeedConfig(**FAST_RECOVERY))
+    calls_before = sim.counters()["rest_calls"]
+    await client.start()
+    try:
+        await client.subscribe(KEYS[:3], FeedMode.LTP)
+        await eventually(lambda: client.fatal_error is not None, what="the refused login")
+        await eventually(lambda: client.counters()["sockets_trying"] == 0, what="the socket to give up")
+    finally:
+        await client.stop()
+        await conn.close()
+    assert "wrong client code or PIN" in str(client.fatal_error)
+    assert sim.counters()["rest_calls"] - calls_before == 1  # one login attempt, no retry storm
