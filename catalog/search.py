@@ -80,7 +80,11 @@ class SearchArrays:
     def load(cls, directory: Path) -> SearchArrays:
         """Memory-mapped, read-only: pages are read as searches touch them, and processes on
         one machine share them through the page cache."""
-        arrays = {name: np.load(directory / f"{name}.npy", mmap_mode="r") for name in _ARRAY_NAMES}
+        arrays = {
+            # a plain ndarray view of the map: np.memmap's own slicing costs microseconds
+            name: np.load(directory / f"{name}.npy", mmap_mode="r").view(np.ndarray)
+            for name in _ARRAY_NAMES
+        }
         return cls(**arrays)
 
 
@@ -111,6 +115,25 @@ def _gram_postings(haystack: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarra
         else np.zeros(1, np.int64)
     )
     return keys, offsets, rows
+
+
+def _narrowing_grams(sizes: list[int]) -> list[int]:
+    """Positions of the query's grams to intersect: the rarest first, then the rarest that do
+    not overlap those already chosen (overlapping grams, as in one word, list the same lines),
+    then the rarest of the rest; at most 1 + `_INTERSECT`."""
+    by_size = sorted(range(len(sizes)), key=sizes.__getitem__)
+    chosen: list[int] = []
+    for position in by_size:
+        if all(abs(position - other) >= 3 for other in chosen):
+            chosen.append(position)
+            if len(chosen) > _INTERSECT:
+                return chosen
+    for position in by_size:
+        if position not in chosen:
+            chosen.append(position)
+            if len(chosen) > _INTERSECT:
+                break
+    return chosen
 
 
 class _RangeMinimum:
@@ -245,10 +268,11 @@ class SymbolSearch:
         index = np.minimum(np.searchsorted(keys, grams), max(keys.size - 1, 0))
         if keys.size == 0 or (keys[index] != grams).any():
             return  # some gram of the query occurs nowhere
-        by_size = np.unique(index)  # the same gram may occur twice in the query
-        by_size = by_size[np.argsort(offsets[by_size + 1] - offsets[by_size], kind="stable")]
+        sizes = (offsets[index + 1] - offsets[index]).tolist()
+        chosen = _narrowing_grams(sizes)
         rows = self._gram_rows
-        postings = [rows[offsets[k] : offsets[k + 1]] for k in by_size[: 1 + _INTERSECT].tolist()]
+        starts_of = index.tolist()
+        postings = [rows[offsets[starts_of[at]] : offsets[starts_of[at] + 1]] for at in chosen]
         haystack, starts = self._haystack, self._starts
         for chunk in self._candidates(postings[0], postings[1:]):
             for iid in chunk.tolist():
