@@ -135,3 +135,20 @@ def test_search_matches_the_oracle_on_any_small_master(
 ) -> None:
     catalog = catalog_of(records)
     assert [i.iid for i in catalog.search(query, limit)] == oracle(catalog, query, limit)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "chosen"),
+    [
+        ([7], [0]),
+        ([9, 3, 8], [1, 2, 0]),  # nothing is far enough apart: the rarest of the rest
+        ([515, 515, 515, 535, 533, 4482, 4614, 2052, 855, 54512, 35236, 4038], [0, 4, 8, 11]),
+        ([50, 1, 50, 50, 50, 50, 2], [1, 6, 0, 2]),  # 1 and 6 apart, then the rarest left
+    ],
+)
+def test_narrowing_prefers_rare_grams_from_different_parts_of_the_query(
+    sizes: list[int], chosen: list[int]
+) -> None:
+    from catalog.search import _narrowing_grams
+
+    assert _narrowing_grams(sizes) == chosen
