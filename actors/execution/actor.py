@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import msgspec
 import ray
 
 from actors.execution.engine import ExecutionEngine
@@ -40,6 +41,7 @@ from actors.execution.venue import (
 from actors.journal.journal import open_journal
 from actors.orders import OrderRequest, OrderUpdate
 from cluster.config import Mode, Secrets, ShardlineConfig
+from cluster.metrics import classify_reject_reason, rate_limit_counters
 from cluster.topology import EXECUTION, NAMESPACE, PORTFOLIO
 
 log = logging.getLogger(__name__)
@@ -100,7 +102,7 @@ class ExecutionActor:
             self._keys_by_iid = [i.key for i in catalog.instruments]
         risk = PreTradeRisk.from_config(config.risk, config.deployments, lookup)
         self._venue, self._venue_name = self._open_venue(venue, config, endpoints, credentials)
-        self._engine = ExecutionEngine(journal, self._venue, risk)
+        self._engine = ExecutionEngine(journal, self._venue, risk, classify_reason=classify_reject_reason)
         self._engine.add_listener(self._forward_update)
         self._handles: dict[str, Any] = {}
         # Updates waiting for their subscriber to be found (e.g. a shard still starting).
@@ -203,7 +205,12 @@ class ExecutionActor:
 
     async def stats(self) -> dict[str, Any]:
         stats = self._engine.stats_dict()
+        limiter = self._engine.limiter or getattr(getattr(self._venue, "rest", None), "limiter", None)
         return {
+            "refusals": dict(self._engine.rejections["risk"]),
+            "venue_rejections": dict(self._engine.rejections["venue"]),
+            "rate_limits": rate_limit_counters(limiter) if limiter is not None else {},
+            "risk": msgspec.to_builtins(self._engine.risk_state()),
             "pid": os.getpid(),
             "node": ray.get_runtime_context().get_node_id(),
             "orders_submitted": stats["submitted"],

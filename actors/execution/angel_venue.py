@@ -110,6 +110,11 @@ class AngelVenue:
         connection = connect(credentials, endpoints or AngelEndpoints(), config.data_path)
         return cls(connection, symbol_of)
 
+    @property
+    def rest(self) -> Any:
+        """The REST client (its `limiter` holds Angel's windows, for the stats)."""
+        return self._conn.rest
+
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
 

@@ -102,6 +102,8 @@ class ExecutionEngine:
         Angel's rate limiter (for a broker venue); None for a paper venue.
     clock
         Nanosecond wall clock for record timestamps.
+    classify_reason
+        Maps a rejection sentence to a small class (for `rejections`).
     """
 
     def __init__(
@@ -112,6 +114,7 @@ class ExecutionEngine:
         *,
         limiter: RateLimiter | None = None,
         clock: Callable[[], int] = time.time_ns,
+        classify_reason: Callable[[str], str] = lambda reason: "all",
     ) -> None:
         self.journal = journal
         self.venue = venue
@@ -119,6 +122,9 @@ class ExecutionEngine:
         self.limiter = limiter
         self.stats = ExecutionStats()
         self._clock = clock
+        self._classify = classify_reason
+        # Rejections by source ("risk", "venue") and class, for metrics with a bounded label set.
+        self.rejections: dict[str, dict[str, int]] = {"risk": {}, "venue": {}}
         self._orders: dict[str, OrderStateMachine] = {}
         self._working: dict[tuple[str, str], set[str]] = defaultdict(set)  # (book, instrument) -> ids
         self._locks: dict[str, asyncio.Lock] = {}
@@ -218,7 +224,7 @@ class ExecutionEngine:
         problem = self.risk.check(request, self.exposure(request.book, request.instrument))
         if problem:
             self._record_command(OrderRefused(ts_ns=self._clock(), request=request, reason=problem))
-            self.stats.refused += 1
+            self._count_rejection("risk", problem)
             return self._notify(self._orders[coid].update())
         async with self._lock(coid):
             # Synced by OrderSent just below: accepted-but-never-sent needs no disk of its own.
@@ -427,7 +433,7 @@ class ExecutionEngine:
             record = OrderRejected(
                 ts_ns=ts, client_order_id=coid, reason=event.reason or "rejected by the venue"
             )
-            self.stats.rejected_by_venue += 1
+            self._count_rejection("venue", record.reason)
         elif status is order.status or status in (
             OrderStatus.PARTIALLY_FILLED,
             OrderStatus.FILLED,
@@ -552,7 +558,7 @@ class ExecutionEngine:
         coid = order.client_order_id
         if not ack.accepted:
             if order.can_move(OrderStatus.REJECTED):
-                self.stats.rejected_by_venue += 1
+                self._count_rejection("venue", ack.reason or "rejected by the venue")
                 self._record_fact(
                     OrderRejected(
                         ts_ns=self._clock(),
@@ -633,6 +639,14 @@ class ExecutionEngine:
         proposed = msgspec.structs.replace(order.request, **terms)
         exposure = self.exposure(proposed.book, proposed.instrument, excluding=order.client_order_id)
         return self.risk.check(proposed, exposure)
+
+    def _count_rejection(self, source: str, reason: str) -> None:
+        if source == "risk":
+            self.stats.refused += 1
+        else:
+            self.stats.rejected_by_venue += 1
+        kind = self._classify(reason)
+        self.rejections[source][kind] = self.rejections[source].get(kind, 0) + 1
 
     def _check_loss_limits(self) -> None:
         for trip in self.risk.evaluate():

@@ -106,7 +106,7 @@ async def test_a_refused_order_is_rejected_with_the_reason_and_never_sent(h: Har
     update = await h.engine.submit(order("big", quantity=200_000))
     assert update.status is S.REJECTED and "exceeds the global maximum order quantity" in update.reason
     assert await h.venue.find(order("big", quantity=200_000)) is None
-    assert h.engine.stats.refused == 1
+    assert h.engine.stats.refused == 1 and h.engine.rejections["risk"] == {"all": 1}
     again = await h.engine.submit(order("big", quantity=200_000))  # a retry gets the same answer
     assert again == update
 
