@@ -24,7 +24,8 @@ listed in ``docs/api.md``.
 
 The hub actor also listens, so the trading actors need not know about the terminal: it registers
 itself with the execution actor (``on_order_update``) and the router (``on_quotes``), refreshes
-positions from the portfolio after fills, and follows the supervisor's deployments.
+positions from the portfolio after fills, follows the deployments actor, and turns the supervisor's
+health board into alerts.
 """
 
 from __future__ import annotations
@@ -127,19 +128,6 @@ class LatestStateHub:
             "published": self.published,
             "evicted": self.evicted,
         }
-
-
-def deployment_rows(status: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each deployment of a supervisor status document, with its shards' health and ticks handled."""
-    actors = {a.get("name"): a for a in status.get("actors", [])}
-    rows = []
-    for deployment in status.get("deployments", []):
-        shards = [a for n, a in actors.items() if str(n).startswith(f"shard-{deployment['name']}-")]
-        healthy = [a for a in shards if a.get("healthy")]
-        ticks = sum(int((a.get("stats") or {}).get("ticks_handled", 0) or 0) for a in shards)
-        state = "running" if shards and len(healthy) == len(shards) else "degraded" if healthy else "stopped"
-        rows.append({**deployment, "state": state, "healthy_shards": len(healthy), "ticks_in": ticks})
-    return rows
 
 
 def quote_updates(quotes: Any) -> list[Update]:
@@ -250,9 +238,12 @@ class HubActor:
         self.attached["router"] = await call(
             "router", "register_quote_listener", HUB_ACTOR_NAME, "on_quotes"
         ) is None and self._actor_exists("router")
+        deployments = await call("deployments", "deployments")
+        if deployments is not None:
+            await self._publish_deployments(deployments)
         status = await call("supervisor", "status")
         if status:
-            await self._publish_deployments(status)
+            await self._publish_health(status)
         if first and self.attached["execution"]:
             self._refresh_positions_soon()
 
@@ -265,12 +256,18 @@ class HubActor:
         except ValueError:
             return False
 
-    async def _publish_deployments(self, status: dict[str, Any]) -> None:
-        actors = {a.get("name"): a for a in status.get("actors", [])}
+    async def _publish_deployments(self, deployments: list[dict[str, Any]]) -> None:
         updates: list[Update] = []
-        for data in deployment_rows(status):
+        for summary in deployments:
+            data = {k: v for k, v in _plain(summary).items() if k != "history"}
             if self._hub.get("deployments", data["name"]) != data:
                 updates.append(("deployments", data["name"], data))
+        if updates:
+            await self.publish(updates)
+
+    async def _publish_health(self, status: dict[str, Any]) -> None:
+        actors = {a.get("name"): a for a in status.get("actors", [])}
+        updates: list[Update] = []
         for name, actor in actors.items():
             # Alert on a change from healthy only: actors still starting up are not news.
             now_healthy = bool(actor.get("healthy", True))

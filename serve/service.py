@@ -26,7 +26,6 @@ from cluster.errors import ShardlineError
 from serve.candles import Candle
 from serve.channels import CANDLE_INTERVALS
 from serve.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable, TerminalError, UpstreamFailed
-from serve.hub import deployment_rows
 from serve.present import present
 from serve.prices import PriceError, minor_to_rupees, rupees_to_minor
 
@@ -40,7 +39,7 @@ NAMESPACE = "shardline"
 EXECUTION = "execution"
 PORTFOLIO = "portfolio"
 ROUTER = "router"
-SUPERVISOR = "supervisor"
+DEPLOYMENTS = "deployments"
 MARKETDATA = "marketdata"
 FEED = "feed-0"  # new terminal subscriptions go to the first feed connection
 # Request fields the terminal remembers for its orders (the execution actor reports state only).
@@ -56,6 +55,8 @@ ORDER_DETAIL_FIELDS = (
 )
 
 MANUAL_BOOK = "manual"
+# Starting, scaling and swapping a deployment waits for Nautilus nodes to start.
+LONG_CALL_S = 300.0
 SEARCH_LIMIT_MAX = 100
 
 
@@ -88,19 +89,22 @@ class ActorDirectory:
             handle = self._handles[name] = await asyncio.to_thread(self._lookup, name)
         return handle
 
-    async def call(self, name: str, method: str, *args: Any, **kwargs: Any) -> Any:
+    async def call(
+        self, name: str, method: str, *args: Any, timeout_s: float | None = None, **kwargs: Any
+    ) -> Any:
         from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayTaskError
 
+        timeout_s = timeout_s or self._timeout_s
         handle = await self.handle(name)
         try:
             remote = getattr(handle, method)
         except AttributeError:
             raise ServiceUnavailable(f"the {name} actor has no {method}()") from None
         try:
-            return await asyncio.wait_for(remote.remote(*args, **kwargs), self._timeout_s)
+            return await asyncio.wait_for(remote.remote(*args, **kwargs), timeout_s)
         except TimeoutError:
             raise ServiceUnavailable(
-                f"the {name} actor did not answer {method}() in {self._timeout_s:g}s"
+                f"the {name} actor did not answer {method}() in {timeout_s:g}s"
             ) from None
         except (ActorDiedError, ActorUnavailableError, RayActorError):
             self._handles.pop(name, None)
@@ -613,23 +617,32 @@ class TerminalService:
     # Deployments --------------------------------------------------------------------------------
 
     async def deployments(self) -> list[dict[str, Any]]:
-        status = await self.actors.call(SUPERVISOR, "status")
-        return present(deployment_rows(status))
+        return present(await self.actors.call(DEPLOYMENTS, "deployments"))
 
     async def deployment_start(self, user: User, name: str) -> Any:
-        return present(await self.actors.call(SUPERVISOR, "start_deployment", name))
+        logger.info("deployment %s: start by %s", name, user.username)
+        return present(await self.actors.call(DEPLOYMENTS, "start_deployment", name, timeout_s=LONG_CALL_S))
 
     async def deployment_stop(self, user: User, name: str) -> Any:
-        return present(await self.actors.call(SUPERVISOR, "stop_deployment", name))
+        logger.info("deployment %s: stop by %s", name, user.username)
+        return present(await self.actors.call(DEPLOYMENTS, "stop_deployment", name, timeout_s=LONG_CALL_S))
 
     async def deployment_scale(self, user: User, name: str, shards: int) -> Any:
-        return present(await self.actors.call(SUPERVISOR, "scale_deployment", name, shards))
+        logger.info("deployment %s: scale to %d by %s", name, shards, user.username)
+        return present(
+            await self.actors.call(DEPLOYMENTS, "scale_deployment", name, shards, timeout_s=LONG_CALL_S)
+        )
 
     async def deployment_swap(self, user: User, name: str, strategy: str, config: dict[str, Any]) -> Any:
-        return present(await self.actors.call(SUPERVISOR, "swap_deployment", name, strategy, config))
+        logger.info("deployment %s: swap to %s by %s", name, strategy, user.username)
+        return present(
+            await self.actors.call(
+                DEPLOYMENTS, "swap_deployment", name, strategy, config, timeout_s=LONG_CALL_S
+            )
+        )
 
     async def deployment_logs(self, name: str, lines: int) -> list[str]:
-        return list(await self.actors.call(SUPERVISOR, "deployment_logs", name, lines))
+        return list(await self.actors.call(DEPLOYMENTS, "deployment_logs", name, lines))
 
     # Risk -----------------------------------------------------------------------------------------
 

@@ -279,23 +279,23 @@ export class Books {
     const canDeploy = this.session.can("deploy");
     const rows = [...this.deployments.values()].map((d) => {
       const name = escapeHtml(d.name);
-      const running = d.state === "running" || d.status === "running" || d.active === true;
+      const running = d.state === "running" || d.state === "starting";
       const actions = canDeploy
         ? `<button data-action="deploy-${running ? "stop" : "start"}" data-name="${name}">${running ? "Stop" : "Start"}</button> ` +
           `<button data-action="deploy-scale" data-name="${name}" data-shards="${(d.shards ?? 1) + 1}">+</button>` +
           `<button data-action="deploy-scale" data-name="${name}" data-shards="${Math.max(1, (d.shards ?? 1) - 1)}">−</button> `
         : "";
-      const state = d.state ?? d.status ?? "";
+      const state = d.state ?? "";
       return (
         `<tr><td>${name}</td><td class="muted">${escapeHtml(d.strategy ?? "")}</td><td class="num">${d.shards ?? ""}</td>` +
         `<td><span class="status ${escapeHtml(state)}">${escapeHtml(state)}</span></td>` +
-        `<td class="num">${quantity(d.ticks_in ?? d.ticks ?? null)}</td>` +
+        `<td class="num">${quantity(d.ticks_handled ?? null)}</td><td class="muted">${escapeHtml(d.error ?? "")}</td>` +
         `<td>${actions}<button data-action="deploy-logs" data-name="${name}">Logs</button></td></tr>`
       );
     });
     table(
       document.getElementById("deployments"),
-      [["Name"], ["Strategy"], ["Shards", "num"], ["State"], ["Ticks", "num"], [""]],
+      [["Name"], ["Strategy"], ["Shards", "num"], ["State"], ["Ticks", "num"], ["Problem"], [""]],
       rows,
       "No deployments",
     );
