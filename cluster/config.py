@@ -82,6 +82,9 @@ class FeedConfig(Section):
     reconnect_initial_s: PositiveFloat = 0.2
     reconnect_max_s: PositiveFloat = 10.0
     mode: Literal["ltp", "quote", "snap_quote"] = "snap_quote"
+    # How frames come off the socket: "raw" splits each read into packets with numpy (least CPU
+    # per tick, see docs/benchmarks.md); "aiohttp" and "websockets" take one message per await.
+    receive_path: Literal["raw", "aiohttp", "websockets"] = "raw"
 
 
 class RouterConfig(Section):

@@ -21,7 +21,7 @@ from actors.angel.auth import AngelCredentials
 from actors.angel.codec import TickDecoder
 from actors.angel.factories import AngelEndpoints, connect
 from actors.angel.packets import EXCHANGE_TYPE, PACKET_DTYPE, encode_packets
-from actors.angel.stream import FEED_MODES, Library
+from actors.angel.stream import FEED_MODES, ReceivePath
 from actors.ticks import FeedMode
 from cluster.config import FeedConfig, SimConfig
 
@@ -55,7 +55,7 @@ def run_decode_bench(instruments: int = 1000, seconds: float = 1.0) -> dict[str,
 
 
 def run_feed_bench(
-    rate: int, seconds: float, instruments: int, mode: str, library: Library
+    rate: int, seconds: float, instruments: int, mode: str, receive_path: ReceivePath
 ) -> dict[str, Any]:
     """The simulator streaming to the feed client over loopback for `seconds` after a warm-up."""
     from actors.sim.bench import ServerProcess
@@ -63,8 +63,12 @@ def run_feed_bench(
     config = SimConfig(tick_rate=rate, instruments=instruments, enforce_rate_limits=False)
     with ServerProcess(config) as server:
         children = psutil.Process().children(recursive=True)
-        result = uvloop.run(_feed_client(server.info, config, seconds, FEED_MODES[mode], library, children))
-    result.update({"rate_target": rate, "instruments": instruments, "mode": mode, "library": library})
+        result = uvloop.run(
+            _feed_client(server.info, config, seconds, FEED_MODES[mode], receive_path, children)
+        )
+    result.update(
+        {"rate_target": rate, "instruments": instruments, "mode": mode, "receive_path": receive_path}
+    )
     return result
 
 
@@ -73,7 +77,7 @@ async def _feed_client(
     config: SimConfig,
     seconds: float,
     mode: FeedMode,
-    library: Library,
+    receive_path: ReceivePath,
     children: list[psutil.Process],
 ) -> dict[str, Any]:
     keys = [f"{exchange}:{token}" for exchange, token in info["tokens"]]
@@ -95,7 +99,7 @@ async def _feed_client(
 
     with tempfile.TemporaryDirectory() as data_dir:
         conn = connect(creds, AngelEndpoints(info["rest"], info["stream"], ""), Path(data_dir))
-        client = conn.stream_client(iid_by_key, on_ticks, FeedConfig(), library)
+        client = conn.stream_client(iid_by_key, on_ticks, FeedConfig(), receive_path)
         try:
             await client.start()
             await client.subscribe(keys, mode)

@@ -9,7 +9,7 @@ import typer
 
 from cluster.errors import ShardlineError
 
-LIBRARIES = ("aiohttp", "websockets", "raw")
+RECEIVE_PATHS = ("raw", "aiohttp", "websockets")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -23,9 +23,9 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             int, typer.Option("--instruments", help="instruments subscribed (1000 per socket, up to 3000)")
         ] = 1000,
         mode: Annotated[str, typer.Option("--mode", help="ltp, quote or snap_quote")] = "snap_quote",
-        library: Annotated[
-            str, typer.Option("--library", help="receive path: aiohttp, websockets, raw or all")
-        ] = "aiohttp",
+        receive_path: Annotated[
+            str, typer.Option("--receive-path", help="raw, aiohttp, websockets, or all to compare them")
+        ] = "raw",
         as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
     ) -> None:
         """The simulator (own process) streams to the feed client (this process) over loopback."""
@@ -39,12 +39,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             raise ShardlineError(f"--instruments must be 1..3000 (3 sockets × 1000), not {instruments}")
         if mode not in ("ltp", "quote", "snap_quote"):
             raise ShardlineError(f"--mode must be ltp, quote or snap_quote, not {mode!r}")
-        if library not in (*LIBRARIES, "all"):
-            raise ShardlineError(f"--library must be aiohttp, websockets, raw or all, not {library!r}")
-        chosen = LIBRARIES if library == "all" else (library,)
+        if receive_path not in (*RECEIVE_PATHS, "all"):
+            raise ShardlineError(
+                f"--receive-path must be raw, aiohttp, websockets or all, not {receive_path!r}"
+            )
+        chosen = RECEIVE_PATHS if receive_path == "all" else (receive_path,)
         result: dict[str, Any] = {
-            lib: run_feed_bench(rate, seconds, instruments, mode, lib)  # type: ignore[arg-type]
-            for lib in chosen
+            path: run_feed_bench(rate, seconds, instruments, mode, path)  # type: ignore[arg-type]
+            for path in chosen
         }
         if len(chosen) == 1:
             result = result[chosen[0]]

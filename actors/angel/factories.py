@@ -13,7 +13,7 @@ from actors.angel.limits import RateLimiter
 from actors.angel.order_updates import OrderUpdateClient, OrderUpdateSink
 from actors.angel.rest import AngelRestClient, RetryPolicy
 from actors.angel.sdk import SmartApiGateway
-from actors.angel.stream import Library, SmartStreamClient, TickSink
+from actors.angel.stream import ReceivePath, SmartStreamClient, TickSink
 from cluster.config import FeedConfig, Mode, Secrets, ShardlineConfig
 
 
@@ -60,7 +60,7 @@ class AngelConnection:
         iid_by_key: Mapping[str, int],
         on_ticks: TickSink,
         config: FeedConfig | None = None,
-        library: Library = "aiohttp",
+        receive_path: ReceivePath | None = None,
     ) -> SmartStreamClient:
         return SmartStreamClient(
             self.endpoints.stream_url,
@@ -69,7 +69,7 @@ class AngelConnection:
             on_ticks,
             config,
             on_auth_refused=self.renew_session,
-            library=library,
+            receive_path=receive_path,
         )
 
     def order_update_client(

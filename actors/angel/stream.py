@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 
 SUBSCRIBE, UNSUBSCRIBE = 1, 0
 FEED_MODES = {"ltp": FeedMode.LTP, "quote": FeedMode.QUOTE, "snap_quote": FeedMode.SNAP_QUOTE}
-Library = Literal["aiohttp", "websockets", "raw"]
+ReceivePath = Literal["raw", "aiohttp", "websockets"]
 TickSink = Callable[[np.ndarray], Awaitable[None] | None]
 HeaderSource = Callable[[], Awaitable[Mapping[str, str]]]
 
@@ -634,8 +634,8 @@ class SmartStreamClient:
         Limits, flush, heartbeat, stall and reconnect settings.
     on_auth_refused : Callable[[], Awaitable[None]], optional
         Called when the server refuses the handshake credentials (renew the session there).
-    library : "aiohttp" | "websockets" | "raw"
-        Which receive path carries the frames.
+    receive_path : "raw" | "aiohttp" | "websockets", optional
+        How frames come off the socket; `config.receive_path` unless given.
     """
 
     def __init__(
@@ -647,20 +647,22 @@ class SmartStreamClient:
         config: FeedConfig | None = None,
         *,
         on_auth_refused: Callable[[], Awaitable[None]] | None = None,
-        library: Library = "aiohttp",
+        receive_path: ReceivePath | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        if library not in ("aiohttp", "websockets", "raw"):
-            raise ValueError(f"library must be 'aiohttp', 'websockets' or 'raw', not {library!r}")
         self.url = url
         self.config = config or FeedConfig()
+        self.receive_path: ReceivePath = receive_path or self.config.receive_path
+        if self.receive_path not in ("raw", "aiohttp", "websockets"):
+            raise ValueError(
+                f"receive_path must be 'raw', 'aiohttp' or 'websockets', not {self.receive_path!r}"
+            )
         self.decoder = decoder
         self.tracker = SequenceTracker(decoder.index.max_iid + 1)
         self.stats = StreamStats()
         self.plan = SubscriptionPlan(
             self.config.max_subscriptions_per_connection, self.config.max_connections
         )
-        self.library = library
         self._headers = headers
         self._on_ticks = on_ticks
         self._on_auth_refused = on_auth_refused
@@ -675,7 +677,7 @@ class SmartStreamClient:
         log.info(
             "SmartStream client: %s via %s, %d×%d subscriptions, flush %.1f ms / %d ticks",
             url,
-            library,
+            self.receive_path,
             self.config.max_connections,
             self.config.max_subscriptions_per_connection,
             self.config.flush_interval_ms,
@@ -689,7 +691,7 @@ class SmartStreamClient:
             return
         self._running = True
         self.fatal_error = None
-        if self.library == "aiohttp":
+        if self.receive_path == "aiohttp":
             self._http = aiohttp.ClientSession()
         self._flusher = asyncio.ensure_future(self._flush_loop())
         for conn in self._connections:
@@ -839,10 +841,10 @@ class SmartStreamClient:
 
     async def _open(self) -> _Link:
         headers = await self._headers()
-        if self.library == "aiohttp":
+        if self.receive_path == "aiohttp":
             assert self._http is not None
             return await _AiohttpLink.open(self._http, self.url, headers)
-        if self.library == "raw":
+        if self.receive_path == "raw":
             return await _RawLink.open(self.url, headers)
         return await _WebsocketsLink.open(self.url, headers)
 

@@ -20,7 +20,7 @@ import pytest
 from actors.angel.auth import AngelCredentials
 from actors.angel.factories import AngelConnection, AngelEndpoints, connect
 from actors.angel.packets import EXCHANGE_TYPE, PACKET_DTYPE, encode_packets
-from actors.angel.stream import Library, SmartStreamClient, SubscriptionLimitError
+from actors.angel.stream import ReceivePath, SmartStreamClient, SubscriptionLimitError
 from actors.sim.server import SimServer
 from actors.sim.universe import synthetic_universe
 from actors.ticks import FeedMode, empty_ticks
@@ -93,10 +93,10 @@ def stream(
     angel: AngelConnection,
     sink: Collected,
     url: str | None = None,
-    library: Library = "aiohttp",
+    receive_path: ReceivePath | None = None,
     **config: Any,
 ) -> SmartStreamClient:
-    client = angel.stream_client(IID, sink, FeedConfig(**{**FAST_RECOVERY, **config}), library)
+    client = angel.stream_client(IID, sink, FeedConfig(**{**FAST_RECOVERY, **config}), receive_path)
     if url is not None:
         client.url = url
     return client
@@ -187,15 +187,15 @@ def packet(key: str, seq: int, mode: FeedMode = FeedMode.SNAP_QUOTE, ltp: int = 
 # ----------------------------------------------------------------------------------- tests
 
 
-LIBRARIES = ["aiohttp", "websockets", "raw"]
+RECEIVE_PATHS = ["raw", "aiohttp", "websockets"]
 
 
-@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("receive_path", RECEIVE_PATHS)
 async def test_ticks_arrive_decoded_in_feed_order(
-    angel: AngelConnection, sim: SimServer, library: Library
+    angel: AngelConnection, sim: SimServer, receive_path: ReceivePath
 ) -> None:
     sink = Collected()
-    client = stream(angel, sink, library=library)
+    client = stream(angel, sink, receive_path=receive_path)
     await client.start()
     wanted = KEYS[:30]
     try:
@@ -262,12 +262,12 @@ async def test_subscriptions_stay_within_angels_limits(angel: AngelConnection, s
         await client.stop()
 
 
-@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("receive_path", RECEIVE_PATHS)
 async def test_socket_killed_mid_stream_reconnects_and_resubscribes(
-    angel: AngelConnection, sim: SimServer, library: Library
+    angel: AngelConnection, sim: SimServer, receive_path: ReceivePath
 ) -> None:
     sink = Collected()
-    client = stream(angel, sink, library=library)
+    client = stream(angel, sink, receive_path=receive_path)
     await client.start()
     wanted = KEYS[:20]
     try:
@@ -286,12 +286,12 @@ async def test_socket_killed_mid_stream_reconnects_and_resubscribes(
     assert client.counters()["connects"] >= 2
 
 
-@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("receive_path", RECEIVE_PATHS)
 async def test_ticks_replayed_after_a_reconnect_are_dropped(
-    angel: AngelConnection, sim: SimServer, relay: Any, library: Library
+    angel: AngelConnection, sim: SimServer, relay: Any, receive_path: ReceivePath
 ) -> None:
     sink = Collected()
-    client = stream(angel, sink, url=relay.url, library=library)
+    client = stream(angel, sink, url=relay.url, receive_path=receive_path)
     await client.start()
     key = KEYS[0]
     try:
@@ -308,12 +308,14 @@ async def test_ticks_replayed_after_a_reconnect_are_dropped(
     assert_feed_order_without_duplicates(sink.all())
 
 
-@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("receive_path", RECEIVE_PATHS)
 async def test_a_silent_socket_is_noticed_and_replaced(
-    angel: AngelConnection, relay: Any, library: Library
+    angel: AngelConnection, relay: Any, receive_path: ReceivePath
 ) -> None:
     sink = Collected()
-    client = stream(angel, sink, url=relay.url, library=library, stall_timeout_s=0.6, heartbeat_s=30)
+    client = stream(
+        angel, sink, url=relay.url, receive_path=receive_path, stall_timeout_s=0.6, heartbeat_s=30
+    )
     await client.start()
     try:
         await client.subscribe(KEYS[:10], FeedMode.LTP)
@@ -329,9 +331,9 @@ async def test_a_silent_socket_is_noticed_and_replaced(
     assert_feed_order_without_duplicates(sink.all())
 
 
-@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("receive_path", RECEIVE_PATHS)
 async def test_malformed_frames_are_counted_and_skipped(
-    angel: AngelConnection, relay: Any, library: Library
+    angel: AngelConnection, relay: Any, receive_path: ReceivePath
 ) -> None:
     sink = Collected()
     relay.inject = [
@@ -344,7 +346,7 @@ async def test_malformed_frames_are_counted_and_skipped(
             '{"correlationID": null, "errorCode": "E1001", "errorMessage": "Invalid Request Payload"}'
         ),
     ]
-    client = stream(angel, sink, url=relay.url, library=library)
+    client = stream(angel, sink, url=relay.url, receive_path=receive_path)
     await client.start()
     try:
         await client.subscribe(KEYS[:5], FeedMode.SNAP_QUOTE)
@@ -374,12 +376,12 @@ async def test_unknown_token_gets_the_servers_error_and_the_rest_flows(angel: An
     assert set(sink.all()["iid"].tolist()) == {IID[KEYS[0]]}
 
 
-@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("receive_path", RECEIVE_PATHS)
 async def test_refused_credentials_renew_the_session_and_reconnect(
-    angel: AngelConnection, sim: SimServer, library: Library
+    angel: AngelConnection, sim: SimServer, receive_path: ReceivePath
 ) -> None:
     sink = Collected()
-    client = stream(angel, sink, library=library)
+    client = stream(angel, sink, receive_path=receive_path)
     await client.start()
     try:
         await client.subscribe(KEYS[:5], FeedMode.LTP)
