@@ -78,7 +78,7 @@ if [[ "$role" == head ]]; then
     if ! kill -0 "$ray_pid" 2>/dev/null; then wait "$ray_pid"; exit $?; fi
     sleep 2
   done
-  # Plain `up` joins the running head; `--address auto` would ship the code as a job working_dir.
+  # `up` without an address joins the head this script just started.
   # shellcheck disable=SC2086  # SHARDLINE_UP_ARGS is a list of options
   shardline up ${SHARDLINE_UP_ARGS:-}
 fi

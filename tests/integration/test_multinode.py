@@ -1,0 +1,492 @@
+"""Two Ray nodes on one machine, shardline across them, and the worker node killed under load.
+
+`RayProcessCluster` starts real `ray start --block` processes (a head with the `broker_ip`
+resource, a worker with its own) on free ports in a private temp dir, each in its own process
+group so it can be killed whole. The scenario runs in a separate driver process (this file run
+as a script), because the pytest process may already be connected to another Ray session; the
+driver reports what it sees as JSON lines and waits for the test to kill the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RayNodeProcess:
+    """One `ray start --block` process; its process group holds the node's Ray processes."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    metrics_port: int
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):  # the group is already gone
+            os.killpg(self.process.pid, sig)
+
+    def log_tail(self, lines: int = 30) -> str:
+        return (
+            "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+        )
+
+
+@dataclass
+class RayProcessCluster:
+    """Ray nodes as child processes of the test, in a private temp dir, on free ports.
+
+    The temp dir is short (Ray's socket paths must fit 107 bytes) and removed at `stop`.
+    """
+
+    root: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sl-", dir="/tmp")))
+    nodes: list[RayNodeProcess] = field(default_factory=list)
+    gcs_port: int = 0
+    dashboard_port: int = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.gcs_port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            # A token left in ~/.ray by another tool would switch `ray start` to token auth.
+            "RAY_AUTH_MODE": "disabled",
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # Metrics reach the endpoint within seconds, and a dead node is noticed in about 5 s.
+            "RAY_metrics_report_interval_ms": "2000",
+            "RAY_health_check_period_ms": "1000",
+            "RAY_health_check_timeout_ms": "1000",
+            "RAY_health_check_failure_threshold": "5",
+            "PYTHONPATH": str(PROJECT_ROOT),
+        }
+
+    def start_head(
+        self, resources: dict[str, float], num_cpus: int, dashboard: bool = True
+    ) -> RayNodeProcess:
+        self.gcs_port = free_port()
+        self.dashboard_port = free_port()
+        args = [
+            "--head",
+            f"--port={self.gcs_port}",
+            f"--temp-dir={self.root / 'ray'}",
+            f"--ray-client-server-port={free_port()}",
+            f"--include-dashboard={'true' if dashboard else 'false'}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+        ]
+        node = self._start("head", args, resources, num_cpus)
+        deadline = time.monotonic() + 180
+        while self._status() != 0:
+            if not node.alive or time.monotonic() > deadline:
+                raise RuntimeError(f"the Ray head did not start:\n{node.log_tail()}")
+            time.sleep(1)
+        return node
+
+    def start_worker(self, name: str, resources: dict[str, float], num_cpus: int) -> RayNodeProcess:
+        return self._start(name, [f"--address={self.address}"], resources, num_cpus)
+
+    def _start(
+        self, name: str, args: list[str], resources: dict[str, float], num_cpus: int
+    ) -> RayNodeProcess:
+        metrics_port = free_port()
+        command = [
+            RAY,
+            "start",
+            "--block",
+            *args,
+            "--node-ip-address=127.0.0.1",
+            f"--num-cpus={num_cpus}",
+            f"--resources={json.dumps(resources)}",
+            f"--metrics-export-port={metrics_port}",
+            f"--dashboard-agent-listen-port={free_port()}",
+            "--object-store-memory=150000000",
+            "--disable-usage-stats",
+        ]
+        log = self.root / f"{name}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                command, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        node = RayNodeProcess(name, process, log, metrics_port)
+        self.nodes.append(node)
+        return node
+
+    def _status(self) -> int:
+        done = subprocess.run(
+            [RAY, "status", f"--address={self.address}"], env=self.env, capture_output=True, timeout=60
+        )
+        return done.returncode
+
+    def kill(self, node: RayNodeProcess) -> None:
+        """Abruptly: SIGKILL to the node's whole process group (raylet, workers, agents)."""
+        node.signal_group(signal.SIGKILL)
+        node.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.signal_group(signal.SIGTERM)
+        for node in reversed(self.nodes):
+            try:
+                node.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                node.signal_group(signal.SIGKILL)
+                node.process.wait(timeout=10)
+            node.signal_group(signal.SIGKILL)  # anything of the group still running
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def ray_nodes() -> Iterator[RayProcessCluster]:
+    cluster = RayProcessCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+class Driver:
+    """This file run as a script in its own process, talking JSON lines over its stdin/stdout."""
+
+    def __init__(self, *args: str, env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=PROJECT_ROOT,
+        )
+
+    def read(self, expected: str, timeout_s: float) -> dict[str, Any]:
+        """The next `<expected> {json}` line; fails with the driver's stderr if it ends first."""
+        import selectors
+
+        assert self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not selector.select(timeout=min(5.0, max(0.1, deadline - time.monotonic()))):
+                continue
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            word, _, payload = line.partition(" ")
+            if word == expected:
+                return dict(json.loads(payload))
+            if word == "FAILED":
+                pytest.fail(f"the driver failed: {json.loads(payload)['error']}\n{self.stderr()}")
+        pytest.fail(f"no {expected} from the driver within {timeout_s:.0f} s\n{self.stderr()}")
+
+    def send(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def stderr(self) -> str:
+        if self.process.poll() is None:
+            self.process.kill()
+        _, err = self.process.communicate(timeout=30)
+        return "\n".join(err.splitlines()[-60:])
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate(timeout=30)
+
+
+# -- the scenario, as the driver runs it ---------------------------------------------------------
+
+
+def tiny_config(data_dir: str, serve_port: int, sim_ports: tuple[int, int, int]) -> dict[str, Any]:
+    """One deployment, two shards, a low tick rate; fixed simulator ports so a restarted simulator
+    is found where the feed knows it."""
+    rest, stream, orders = sim_ports
+    return {
+        "mode": "sim",
+        "data_dir": data_dir,
+        "catalog": {"source": "synth", "synth_count": 400},
+        "sim": {
+            "tick_rate": 200,
+            "instruments": 20,
+            "rest_port": rest,
+            "stream_port": stream,
+            "order_port": orders,
+        },
+        "deployments": [
+            {
+                "name": "mn",
+                "strategy": "actors.shard.strategies.ema_cross:EMACross",
+                "config": {"fast_period": 3, "slow_period": 8, "trade_size": 1},
+                "universe": {"query": "NSE equities", "limit": 12},
+                "shards": 2,
+                "flow": "block",
+            }
+        ],
+        "serve": {
+            "host": "127.0.0.1",
+            "port": serve_port,
+            "autoscaling": {"min_replicas": 2, "max_replicas": 2},
+        },
+    }
+
+
+def emit(word: str, payload: dict[str, Any]) -> None:
+    sys.stdout.write(f"{word} {json.dumps(payload, default=str)}\n")
+    sys.stdout.flush()
+
+
+def drive_multinode(address: str, config_path: str) -> None:
+    """Bring shardline up on the cluster, report placement and flow, wait for the kill, report again."""
+    import ray
+    from ray import serve
+    from ray.util.state import list_actors
+
+    from actors.orders import OrderRequest, OrderType, Side
+    from cluster import launcher
+    from cluster.config import load_config
+    from cluster.topology import EXECUTION, NAMESPACE, ROUTER
+
+    config = load_config(config_path)
+    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
+    head_id = next(i for i, n in nodes.items() if n["Resources"].get("broker_ip"))
+    state = launcher.up(config, address=address)
+    shard_names = [name for name in state["actors"] if name.startswith("shard-")]
+    instrument = _first_instrument(config)
+
+    def placement() -> dict[str, str]:
+        """Where each live shardline actor runs."""
+        return {
+            actor.name: "head" if actor.node_id == head_id else "worker"
+            for actor in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+            if actor.ray_namespace == NAMESPACE and actor.name
+        }
+
+    def handled() -> int:
+        return sum(int(call(n, "stats")["rows_handled"]) for n in shard_names)
+
+    def submit(coid: str) -> dict[str, Any]:
+        request = OrderRequest(
+            client_order_id=coid,
+            book="manual",
+            instrument=instrument,
+            side=Side.BUY,
+            quantity=1,
+            order_type=OrderType.MARKET,
+        )
+        # The same client order id may be sent again after a failure: execution keeps one order.
+        last = ""
+        for _attempt in range(5):
+            try:
+                update = call(EXECUTION, "submit", request, timeout=60)
+                return {"status": str(update.status), "reason": update.reason}
+            except Exception as err:  # a restarting venue actor: try the same id again
+                last = f"{type(err).__name__}: {err}"
+                time.sleep(2)  # a retry pause, not a wait for a condition
+        return {"status": "ERROR", "reason": last}
+
+    router_stats = call(ROUTER, "stats")
+    wait_for(lambda: handled() > 0, 180, "ticks at the shards")
+    before = {f"mn-before-{i}": submit(f"mn-before-{i}") for i in range(5)}
+    emit(
+        "READY",
+        {
+            "placement": placement(),
+            "shards": shard_names,
+            "replicas_on": serve_replica_nodes(head_id),
+            "handled": handled(),
+            "router_in": router_stats["ticks_in"],
+            "orders": before,
+        },
+    )
+    if sys.stdin.readline().strip() != "KILLED":
+        return
+    killed_at = handled()
+    wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 1, 120, "the worker to be marked dead")
+    during = {f"mn-after-{i}": submit(f"mn-after-{i}") for i in range(5)}
+    wait_for(lambda: _all_shards_ready(shard_names), 240, "the shards to come back")
+    wait_for(lambda: handled() > 0 and _router_delivering(shard_names), 240, "ticks to flow again")
+    flowing_from = handled()
+    wait_for(lambda: handled() > flowing_from + 50, 240, "ticks to keep flowing")
+    again = {coid: submit(coid) for coid in [*before, *during]}  # resubmitted: answered, not duplicated
+    orders = call(EXECUTION, "orders", "manual", timeout=60)
+    execution_stats = call(EXECUTION, "stats", timeout=60)
+    wait_for(lambda: len(serve_replica_nodes(head_id)) == 2, 240, "two terminal replicas again")
+    emit(
+        "RESULT",
+        {
+            "placement": placement(),
+            "killed_at": killed_at,
+            "handled": handled(),
+            "orders_before": before,
+            "orders_during": during,
+            "resubmitted": again,
+            "manual_orders": sorted(o.client_order_id for o in orders),
+            "manual_statuses": {o.client_order_id: str(o.status) for o in orders},
+            "duplicate_fills": execution_stats["duplicate_fills"],
+            "idempotent_replies": execution_stats["idempotent_replies"],
+            "replicas_on": serve_replica_nodes(head_id),
+            "apps": {name: str(app.status) for name, app in serve.status().applications.items()},
+        },
+    )
+
+
+def call(actor: str, method: str, *args: Any, timeout: float = 30) -> Any:
+    """`actor.method(*args)` on the named shardline actor, waited for."""
+    import ray
+
+    from cluster.topology import NAMESPACE
+
+    handle: Any = ray.get_actor(actor, namespace=NAMESPACE)
+    return ray.get(getattr(handle, method).remote(*args), timeout=timeout)
+
+
+def _first_instrument(config: Any) -> str:
+    from catalog.sources import load_default_catalog
+    from cluster.launcher import resolve_universes
+
+    universes = resolve_universes(config, load_default_catalog(config))
+    return universes["mn"][0]
+
+
+def _all_shards_ready(names: list[str]) -> bool:
+
+    try:
+        return all(call(n, "ready", timeout=20) for n in names)
+    except Exception:  # restarting: not ready yet
+        return False
+
+
+def _router_delivering(names: list[str]) -> bool:
+
+    from cluster.topology import ROUTER
+
+    stats = call(ROUTER, "stats")
+    shards = [s for d in stats["deployments"].values() for s in d["shards"]]
+    return len(shards) == len(names) and all(s["up"] and s.get("registered", True) for s in shards)
+
+
+def serve_replica_nodes(head_id: str) -> list[str]:
+    from ray.util.state import list_actors
+
+    return sorted(
+        "head" if a.node_id == head_id else "worker"
+        for a in list_actors(filters=[("state", "=", "ALIVE")], limit=1000)
+        if "ServeReplica" in (a.class_name or "") and "terminal" in (a.class_name or "")
+    )
+
+
+def wait_for(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.2
+    while True:
+        try:
+            if condition():
+                return
+        except Exception:  # an actor restarting mid-question: ask again
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+
+
+# -- the test ----------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_shards_and_replicas_survive_losing_a_worker_node(
+    ray_nodes: RayProcessCluster, tmp_path: Path
+) -> None:
+    head = ray_nodes.start_head({"broker_ip": 1}, num_cpus=2)
+    worker = ray_nodes.start_worker("worker", {"worker_slot": 4}, num_cpus=2)
+    config_path = tmp_path / "shardline.yaml"
+    sim_ports = (free_port(), free_port(), free_port())
+    config = tiny_config(str(tmp_path / "data"), free_port(), sim_ports)
+    import yaml
+
+    config_path.write_text(yaml.safe_dump(config))
+    driver = Driver("multinode", ray_nodes.address, str(config_path), env=ray_nodes.env)
+    try:
+        ready = driver.read("READY", timeout_s=600)
+        placement = ready["placement"]
+        assert placement["execution"] == "head"  # pinned by broker_ip
+        assert set(ready["shards"]) == {"shard-mn-0", "shard-mn-1"}
+        assert ready["replicas_on"] == ["head", "worker"]  # Serve spreads its replicas
+        assert ready["handled"] > 0 and ready["router_in"] > 0
+        assert all(o["status"] != "ERROR" for o in ready["orders"].values())
+        on_worker = sorted(n for n, where in placement.items() if where == "worker")
+        assert on_worker, f"nothing landed on the worker: {placement}"
+
+        ray_nodes.kill(worker)
+        assert not worker.alive
+        driver.send("KILLED")
+        result = driver.read("RESULT", timeout_s=900)
+    finally:
+        driver.close()
+
+    # Every actor that lived on the worker runs again, on the head (the only node left).
+    missing = sorted(set(placement) - set(result["placement"]))
+    assert not missing, f"not running after the worker died: {missing}"
+    assert set(result["placement"].values()) == {"head"}
+    assert result["replicas_on"] == ["head", "head"]
+    assert set(result["apps"].values()) == {"RUNNING"}
+    # Ticks kept flowing to the strategies after the loss.
+    assert result["handled"] > 50
+    # Every order sent is there exactly once; sending them again changed nothing.
+    sent = sorted([*result["orders_before"], *result["orders_during"]])
+    assert result["manual_orders"] == sent
+    assert all(r["status"] != "ERROR" for r in result["orders_during"].values()), result["orders_during"]
+    assert all(r["status"] != "ERROR" for r in result["resubmitted"].values()), result["resubmitted"]
+    assert result["idempotent_replies"] >= len(sent)
+    assert result["duplicate_fills"] == 0
+    assert head.alive
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv
+    try:
+        if command == "multinode":
+            drive_multinode(*args)
+        else:
+            raise SystemExit(f"unknown driver command {command!r}")
+    except BaseException as err:
+        emit("FAILED", {"error": f"{type(err).__name__}: {err}"})
+        raise
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
