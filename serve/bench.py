@@ -74,6 +74,7 @@ class QuotePublisher(threading.Thread):
         self._interval = 1.0 / rate_hz
         self._rng = random.Random(seed)
         self._prices = {k: 100_000 + self._rng.randrange(0, 400_000, 5) for k in keys}
+        self._closes = dict(self._prices)
         self._volume = dict.fromkeys(keys, 0)
         self.stopping = threading.Event()
         self.published = 0
@@ -90,7 +91,7 @@ class QuotePublisher(threading.Thread):
                     "ltp": self._prices[key],
                     "volume": self._volume[key],
                     "ts_ns": now_ns,
-                    "close": 250_000,
+                    "close": self._closes[key],  # so the terminal shows the day's change, as live
                 }
                 updates.append((f"quote:{key}", "", data))
             self._publisher.publish(updates)

@@ -24,7 +24,9 @@ export function quantity(value) {
 
 export function percent(value) {
   if (!Number.isFinite(value)) return "";
-  return (value > 0 ? "+" : "") + value.toFixed(2) + "%";
+  const text = value.toFixed(2);
+  if (text === "-0.00" || text === "0.00") return "0.00%";
+  return (value > 0 ? "+" : "") + text + "%";
 }
 
 export function clock(tsNs) {

@@ -65,7 +65,7 @@ export class Heatmap {
         cells.push(`<span class="cell" data-v="${v}" title="${escapeHtml(e.id)}: ${unit}" data-hue="${hue}" data-t="${t.toFixed(3)}"></span>`);
       }
     }
-    this.el.innerHTML = cells.join("") || '<span class="label">No orders from this terminal yet</span>';
+    this.el.innerHTML = cells.join("") || '<span class="empty">No orders from this terminal yet</span>';
     for (const cell of this.el.querySelectorAll(".cell[data-t]")) {
       const t = Number(cell.dataset.t);
       cell.style.background = `hsl(${cell.dataset.hue} 65% ${18 + t * 32}%)`;
