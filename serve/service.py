@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors.orders import OrderRequest
+from actors.orders import OrderRequest, Product, Side
 from cluster.config import ShardlineConfig
 from cluster.errors import ShardlineError
 from serve.candles import Candle
@@ -293,6 +293,39 @@ def check_lots(quantity: int, view: InstrumentView, field: str = "quantity") -> 
         )
 
 
+_KINDS = {"EQ": "EQUITY", "AMXIDX": "INDEX"}
+
+
+def margin_estimate(
+    config: ShardlineConfig, view: InstrumentView, side: Side, quantity: int, product: Product, price: int
+) -> int:
+    """Margin in paise for an order, by the paper venue's own policy (`actors.portfolio.margin`)."""
+    from actors.portfolio.instruments import InstrumentKind, InstrumentSpec, OptionRight
+    from actors.portfolio.margin import MarginPolicy
+
+    kind_name = _KINDS.get(view.instrument_type) or ("OPTION" if view.option_type else "FUTURE")
+    try:
+        spec = InstrumentSpec(
+            key=view.key,
+            symbol=view.symbol,
+            kind=InstrumentKind(kind_name),
+            lot_size=view.lot_size,
+            tick_size=view.tick_size,
+            expiry=date.fromisoformat(view.expiry) if view.expiry else None,
+            strike=view.strike or 0,
+            right=OptionRight(view.option_type) if view.option_type else None,
+        )
+    except ValueError as err:
+        raise InvalidRequest(f"instrument: {err}", "instrument") from None
+    problem = spec.product_error(product)
+    if problem:
+        raise InvalidRequest(f"product: {problem}", "product")
+    policy = MarginPolicy.from_fractions(
+        config.portfolio.intraday_margin_fraction, config.portfolio.fno_margin_fraction
+    )
+    return policy.requirement(spec, product, quantity if side is Side.BUY else -quantity, price)
+
+
 def new_client_order_id() -> str:
     # Short enough for Angel's 20-character order tag, unique without coordination.
     return "t" + uuid.uuid4().hex[:19]
@@ -484,6 +517,7 @@ class TerminalService:
         return present(data, self.price_scale(data["instrument"]))
 
     async def margin(self, body: schemas.MarginRequest) -> dict[str, Any]:
+        """What the order would block, by the paper venue's margin policy (an estimate in live mode)."""
         view = self.catalog.get(body.instrument)
         check_lots(body.quantity, view)
         price = to_minor(body.price, view, "price") if body.price is not None else 0
@@ -492,10 +526,26 @@ class TerminalService:
             price = int(quotes[0]["ltp"]) if len(quotes) else 0
             if not price:
                 raise InvalidRequest("price: no last price yet; give a price", "price")
-        result = await self.actors.call(
-            PORTFOLIO, "margin_required", view.key, body.side, body.quantity, body.product, price
+        margin = margin_estimate(self.config, view, body.side, body.quantity, body.product, price)
+        available = None
+        try:
+            summary = await self.actors.call(PORTFOLIO, "summary")
+            available = getattr(summary, "margin_available", None)
+        except TerminalError:
+            pass  # the estimate stands without the account's side of it
+        answer = present(
+            {
+                "instrument": view.key,
+                "quantity": body.quantity,
+                "price": price,
+                "value": price * body.quantity,
+                "margin": margin,
+                "margin_available": available,
+            },
+            view.price_scale,
         )
-        return present(result, view.price_scale)
+        answer["available"] = answer.pop("margin_available")
+        return dict(answer)
 
     # Portfolio ------------------------------------------------------------------------------------
 
