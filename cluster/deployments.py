@@ -246,12 +246,11 @@ def derive_state(
 ) -> tuple[str, str]:
     """(state, error) of a deployment from its record and its shards' `stats()` (None: no answer).
 
-    A stopped or starting record says so; otherwise one failed or missing shard makes the whole
-    deployment failed (with that shard's reason), and it is running only when every shard is.
+    A stopped, starting or failed-to-start record says so; otherwise one failed or missing shard
+    makes the whole deployment failed (with that shard's reason), and it is running only when
+    every shard is.
     """
-    if record.state in (DeploymentState.STOPPED, DeploymentState.STARTING):
-        return record.state, record.error
-    if record.state == DeploymentState.FAILED and not shard_stats:
+    if record.state != DeploymentState.RUNNING:
         return record.state, record.error
     problems = []
     starting = False
@@ -268,8 +267,6 @@ def derive_state(
             problems.append(f"{name} is {state or 'in an unknown state'}")
     if problems:
         return DeploymentState.FAILED.value, "; ".join(problems)
-    if record.state == DeploymentState.FAILED:
-        return record.state, record.error
     return (DeploymentState.STARTING.value if starting else DeploymentState.RUNNING.value), ""
 
 
@@ -677,8 +674,8 @@ class DeploymentManager:
         return await self._summary(self._registry.get(name))
 
     async def _summary(self, record: DeploymentRecord) -> dict[str, Any]:
-        if record.state == DeploymentState.STOPPED:
-            return summarize(record, {})
+        if record.state in (DeploymentState.STOPPED, DeploymentState.FAILED):
+            return summarize(record, {})  # no shards run (a failed start stopped those that came up)
         names = record.shard_names()
         spares = record.shard_names(generation=record.generation + 1, shards=record.spares)
         stats, route, orders, risk, spare_stats = await asyncio.gather(

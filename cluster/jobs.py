@@ -508,9 +508,13 @@ def deployments_actor_options(**overrides: Any) -> dict[str, Any]:
     return options
 
 
-def start_deployments_actor(config: ShardlineConfig, **options: Any) -> Any:
+def start_deployments_actor(config: ShardlineConfig, redis_url: str | None = None, **options: Any) -> Any:
     """The "deployments" actor, created if it does not run yet (then `config` is its config)."""
-    return ray.remote(DeploymentsActor).options(**deployments_actor_options(**options)).remote(config)
+    return (
+        ray.remote(DeploymentsActor)
+        .options(**deployments_actor_options(**options))
+        .remote(config, redis_url=redis_url)
+    )
 
 
 # ----------------------------------------------------------------------------------- callers
