@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -191,7 +192,12 @@ def up(
         endpoints=endpoints,
         credentials=credentials,
     )
-    router = remote(RouterActor).options(**_detached(ROUTER, max_concurrency=1000)).remote(config)
+    # A fresh journal stream per router; Ray hands the same arguments to every restart of it.
+    router = (
+        remote(RouterActor)
+        .options(**_detached(ROUTER, max_concurrency=1000))
+        .remote(config, journal_stream=f"router-{uuid.uuid4().hex[:12]}")
+    )
     _wait("portfolio, execution and router", [a.stats.remote() for a in (portfolio, execution, router)])
     # Latest quotes reach risk (price bands, market order values) and paper fills at a bounded rate.
     _wait(
@@ -200,13 +206,15 @@ def up(
     )
     hub = _start_hub(config)
 
+    (router_stats,) = _wait("the router", [router.stats.remote()])
     for deployment_plan in plan.deployments:
         spec = next(d for d in config.deployments if d.name == deployment_plan.name)
         iids = {catalog.iid_of(k): k for k in deployment_plan.instruments}  # the ring hashes the key
-        _wait(
-            f"router deployment {spec.name}",
-            [router.add_deployment.remote(spec.name, iids, spec.shards, spec.flow.value)],
-        )
+        if spec.name not in router_stats["deployments"]:  # `up` again leaves running ones be
+            _wait(
+                f"router deployment {spec.name}",
+                [router.add_deployment.remote(spec.name, iids, spec.shards, spec.flow.value)],
+            )
         instruments = [ShardInstrument.from_catalog(catalog.get(k)) for k in deployment_plan.instruments]
         progress(f"starting {spec.shards} shard(s) of {spec.name}")
         shards = [

@@ -31,7 +31,7 @@ from ray.exceptions import RayActorError
 
 from actors.router.router import Delivery, DeploymentStats, RouterError, TickRouter
 from actors.ticks import batch_to_ticks
-from cluster.config import FlowPolicy, RouterConfig, ShardlineConfig
+from cluster.config import FlowPolicy, RouterConfig, Secrets, ShardlineConfig
 from cluster.topology import NAMESPACE, ROUTER
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ class RouterActor:
         max_in_flight: int = 1,
         max_batch: int = 16_384,
         failover_after_s: float | None = 10.0,
+        journal_stream: str | None = None,
     ) -> None:
         router_config = config.router if isinstance(config, ShardlineConfig) else config
         self._router = TickRouter(router_config, max_in_flight=max_in_flight, max_batch=max_batch)
@@ -90,6 +91,16 @@ class RouterActor:
         self._publisher: asyncio.Task[None] | None = None
         self._waiting_pushes = 0
         self._failures = 0
+        # The routing table (deployments, their shard actors, quote listeners) is journaled so a
+        # restarted router rebuilds it; ticks it held when it died are lost and counted by feeds.
+        self._journal: Any = None
+        self._restore: RoutingTable | None = None
+        if journal_stream is not None and isinstance(config, ShardlineConfig):
+            from actors.journal.journal import open_journal
+
+            self._journal = open_journal(journal_stream, config.data_path, Secrets().redis_url)
+            table = RoutingTable.replay(entry.record for entry in self._journal.replay())
+            self._restore = table if table.deployments or table.listeners else None
         log.info(
             "router: virtual_nodes=%d buffer_ticks=%d max_in_flight=%d failover_after_s=%s",
             router_config.virtual_nodes,
@@ -102,6 +113,7 @@ class RouterActor:
 
     async def push(self, ticks: np.ndarray | pa.RecordBatch, timeout_s: float | None = None) -> int:
         """Buffer a tick batch; returns how many ticks were taken (all, unless `timeout_s` ran out)."""
+        await self._restored()
         if isinstance(ticks, pa.RecordBatch):
             ticks = batch_to_ticks(ticks)
         total = len(ticks)
@@ -147,7 +159,16 @@ class RouterActor:
                 f"deployment {name!r}: the universe must map each iid to its 'EXCH:token' key "
                 "(the ring hashes the key, which stays the same across days)"
             )
+        await self._restored()
         self._router.add_deployment(name, universe, shards, policy, active=active)
+        self._record(
+            op="add",
+            name=name,
+            universe=[[int(iid), key] for iid, key in universe.items()],
+            shards=shards,
+            policy=FlowPolicy(policy).value,
+            active=active,
+        )
         for index in range(shards):
             link = self._links[(name, index)] = _ShardLink()
             link.loop = asyncio.get_running_loop().create_task(self._deliver(name, index, link))
@@ -157,7 +178,9 @@ class RouterActor:
 
     async def remove_deployment(self, name: str) -> DeploymentStats:
         """Stop routing to `name`; returns its final counts (buffered ticks counted as dropped)."""
+        await self._restored()
         final = self._router.remove_deployment(name)
+        self._record(op="remove", name=name)
         for key in [k for k in self._links if k[0] == name]:
             link = self._links.pop(key)
             for task in (link.loop, link.watchdog, *link.sends):
@@ -168,11 +191,15 @@ class RouterActor:
 
     async def register_shard(self, deployment: str, index: int, handle: Any) -> int:
         """A shard actor (re)started: deliver to it; returns its generation."""
+        await self._restored()
         link = self._links.get((deployment, index))
         if link is None:
             raise RouterError(f"no deployment {deployment!r} with a shard {index} to register")
         generation = self._router.shard_up(deployment, index)
         link.handle = handle
+        actor_name = _actor_name(handle)
+        if actor_name:
+            self._record(op="shard", name=deployment, index=index, actor=actor_name)
         self._wake_deployment(deployment)  # a restored ring may have moved ticks to any shard
         log.info("router: shard %d of %s registered (generation %d)", index, deployment, generation)
         return generation
@@ -199,8 +226,10 @@ class RouterActor:
         Ticks for new shards are held until they register; removed shards' buffered ticks move to
         the instruments' new owners.
         """
+        await self._restored()
         before = self._router.shard_count(name)
         self._router.resize_deployment(name, shards)
+        self._record(op="resize", name=name, shards=shards)
         for index in range(shards, before):
             link = self._links.pop((name, index))
             for task in (link.loop, link.watchdog, *link.sends):
@@ -214,11 +243,16 @@ class RouterActor:
 
     async def set_active(self, name: str, active: bool) -> None:
         """Start or stop routing new batches to `name` (between two batches)."""
+        await self._restored()
         self._router.set_active(name, active)
+        self._record(op="active", name=name, active=active)
 
     async def swap(self, old: str, new: str) -> None:
         """Hot swap: from the next batch on, `new` gets what `old` got; `old` drains what it holds."""
+        await self._restored()
         self._router.swap(old, new)
+        self._record(op="active", name=old, active=False)
+        self._record(op="active", name=new, active=True)
 
     # -- the terminal --------------------------------------------------------------------------
 
@@ -231,14 +265,17 @@ class RouterActor:
 
         A listener still busy with the previous push is skipped (it gets the newer state next).
         """
+        await self._restored()
         handle = ray.get_actor(actor_name, namespace=NAMESPACE)
         self._quote_listeners[actor_name] = _QuoteListener(handle, method)
+        self._record(op="listener", name=actor_name, method=method)
         if self._publisher is None:
             self._publisher = asyncio.get_running_loop().create_task(self._publish_quotes())
 
     # -- health --------------------------------------------------------------------------------
 
     async def stats(self) -> dict[str, Any]:
+        await self._restored()
         stats = self._router.stats()
         deployments = msgspec.to_builtins(stats.deployments)
         for name, deployment in deployments.items():
@@ -351,6 +388,87 @@ class RouterActor:
                     ref = getattr(listener.handle, listener.method).remote(quotes)
                     listener.busy = asyncio.wrap_future(ref.future())
             await asyncio.sleep(interval)  # the snapshot rate, not a wait for a condition
+
+    # -- restart -------------------------------------------------------------------------------
+
+    def _record(self, **record: Any) -> None:
+        if self._journal is not None:
+            self._journal.append(record)
+
+    async def _restored(self) -> None:
+        """After a restart, rebuild the journaled routing table before anything else runs."""
+        table, self._restore = self._restore, None
+        if table is None:
+            return
+        journal, self._journal = self._journal, None  # replaying must not journal again
+        try:
+            for name, spec in table.deployments.items():
+                universe = {int(iid): key for iid, key in spec["universe"]}
+                await self.add_deployment(
+                    name, universe, spec["shards"], spec["policy"], active=spec["active"]
+                )
+                for index, actor_name in sorted(table.shards.get(name, {}).items()):
+                    try:
+                        handle = ray.get_actor(actor_name, namespace=NAMESPACE)
+                    except ValueError:
+                        continue  # it will register itself when it starts
+                    await self.register_shard(name, index, handle)
+            for actor_name, method in table.listeners.items():
+                try:
+                    await self.register_quote_listener(actor_name, method)
+                except ValueError:
+                    log.warning("router: quote listener %s is gone", actor_name)
+        finally:
+            self._journal = journal
+        log.info(
+            "router: restored %d deployment(s) and %d listener(s) from the journal",
+            len(table.deployments),
+            len(table.listeners),
+        )
+
+
+@dataclass
+class RoutingTable:
+    """What a router must know again after a restart, folded from its journal records."""
+
+    deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shards: dict[str, dict[int, str]] = field(default_factory=dict)
+    listeners: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def replay(cls, records: Iterable[Mapping[str, Any]]) -> RoutingTable:
+        table = cls()
+        for r in records:
+            op, name = r.get("op"), r.get("name", "")
+            if op == "add":
+                table.deployments[name] = dict(r)
+                table.shards[name] = {}
+            elif op == "remove":
+                table.deployments.pop(name, None)
+                table.shards.pop(name, None)
+            elif op == "resize" and name in table.deployments:
+                table.deployments[name]["shards"] = r["shards"]
+                table.shards[name] = {k: v for k, v in table.shards[name].items() if k < r["shards"]}
+            elif op == "active" and name in table.deployments:
+                table.deployments[name]["active"] = r["active"]
+            elif op == "shard" and name in table.deployments:
+                table.shards[name][int(r["index"])] = r["actor"]
+            elif op == "listener":
+                table.listeners[name] = r["method"]
+        return table
+
+
+def _actor_name(handle: Any) -> str | None:
+    """The registered name of a named actor handle (None for anonymous ones)."""
+    try:
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            if entry.get("namespace") == NAMESPACE:
+                probe = ray.get_actor(entry["name"], namespace=NAMESPACE)
+                if probe._actor_id == handle._actor_id:
+                    return str(entry["name"])
+    except Exception:  # looking the name up is best effort; the shard re-registers anyway
+        return None
+    return None
 
 
 def router_actor_options(**overrides: Any) -> dict[str, Any]:

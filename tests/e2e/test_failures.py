@@ -98,3 +98,23 @@ def test_bad_deployments_fail_fast_by_name_and_the_cluster_keeps_running(
         launcher.up(_config_with(system, **deployment), serve_terminal=False)
     assert "shard-bad-0" not in {a["name"] for a in launcher.status()["actors"]}
     assert launcher.status()["ready"]["ready"]
+
+
+def test_killed_router_restores_its_table_and_ticks_flow_again(
+    system: dict[str, Any], wait_until: Callable
+) -> None:
+    old = _stats("router")
+    ray.kill(ray.get_actor("router", namespace="shardline"), no_restart=False)
+
+    def flowing() -> dict[str, Any] | None:
+        try:
+            now = _stats("router")
+        except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+            return None
+        deployment = now["deployments"].get("ema-equities")
+        return now if now["pid"] != old["pid"] and deployment and deployment["ticks_out"] > 100 else None
+
+    new = wait_until(flowing, timeout_s=120, what="the restarted router to route ticks again")
+    shards = new["deployments"]["ema-equities"]["shards"]
+    assert all(s["registered"] for s in shards)
+    assert new["balanced"] is True
