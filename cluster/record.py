@@ -230,6 +230,18 @@ def strictly_increasing(ts: np.ndarray, first_index: int, carry: int) -> tuple[n
     return rows + running, int(running[-1]) if len(running) else carry
 
 
+def receive_range(raw_path: Path) -> tuple[int, int] | None:
+    """The first and last `ts_init` the catalog will hold for a raw recording (None when empty)."""
+    try:
+        column = pq.read_table(raw_path, columns=["ts_recv_ns"]).column("ts_recv_ns").to_numpy()
+    except (OSError, pa.ArrowInvalid, KeyError) as err:
+        raise RecordingError(f"{raw_path}: cannot read it as a tick recording: {err}") from None
+    if not len(column):
+        return None
+    stamps, _ = strictly_increasing(column, 0, np.iinfo(np.int64).min // 2)
+    return int(stamps[0]), int(stamps[-1])
+
+
 def import_ticks(
     raw_path: Path,
     catalog_path: Path,
@@ -238,15 +250,31 @@ def import_ticks(
 ) -> dict[str, int]:
     """Convert a raw recording into the catalog: instruments, QuoteTicks and TradeTicks.
 
+    Refused before anything is written when the catalog already holds ticks of these
+    instruments within the recording's time range (Nautilus needs one file per time span).
+
     Returns
     -------
     dict[str, int]
         rows, quote_ticks, trade_ticks, invalid_rows, unknown_rows.
     """
+    from nautilus_trader.model.data import QuoteTick, TradeTick
     from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
+    span = receive_range(raw_path)
     write_instruments(catalog_path, instruments)
     catalog = ParquetDataCatalog(str(catalog_path))
+    if span is not None:
+        for inst in instruments:
+            for cls in (TradeTick, QuoteTick):
+                if any(
+                    a <= span[1] and b >= span[0]
+                    for a, b in catalog.get_intervals(cls, inst.instrument_id.value)
+                ):
+                    raise RecordingError(
+                        f"{catalog_path} already holds {inst.instrument_id} ticks overlapping "
+                        f"{raw_path.name}'s time range; record into another --out, or remove that data"
+                    )
     converter = TickConverter(instruments)
     ids = [i.instrument_id for i in instruments]
     converter.subscribe_trades(ids)
@@ -261,15 +289,8 @@ def import_ticks(
         counts["trade_ticks"] += converted.trades
         counts["invalid_rows"] += converted.invalid_rows
         counts["unknown_rows"] += converted.unknown_rows
-        if not converted.data:
-            continue
-        try:
+        if converted.data:
             catalog.write_data(converted.data)
-        except AssertionError:  # Nautilus asserts its files' intervals stay disjoint
-            raise RecordingError(
-                f"{catalog_path} already holds ticks overlapping {raw_path.name}'s time range; "
-                "record into another --out, or remove the overlapping recording"
-            ) from None
     return counts
 
 
