@@ -29,7 +29,7 @@ from cluster.config import FeedConfig, SimConfig
 INSTRUMENTS = synthetic_universe(60, seed=3)
 IID = {inst.key: iid for iid, inst in enumerate(INSTRUMENTS)}
 KEYS = list(IID)
-FAST_RECOVERY = {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.5}
+FAST_RECOVERY: dict[str, Any] = {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.5}
 
 
 @pytest.fixture

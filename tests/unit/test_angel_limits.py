@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -40,7 +41,7 @@ class ManualClock:
             heapq.heappop(self._sleepers)
         return self._sleepers[0] if self._sleepers else None
 
-    async def run_until_done(self, *aws: asyncio.Future[object]) -> None:
+    async def run_until_done(self, *aws: Awaitable[Any]) -> None:
         """Let virtual time pass, one wake-up at a time, until every awaitable has finished."""
         target = asyncio.ensure_future(asyncio.gather(*aws))
         while not target.done():
@@ -49,7 +50,8 @@ class ManualClock:
                 # Nothing asleep yet: wait for something to park, or for the target to finish.
                 self._parked.clear()
                 parked = asyncio.ensure_future(self._parked.wait())
-                done, _ = await asyncio.wait({parked, target}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+                either: set[asyncio.Future[Any]] = {parked, target}
+                done, _ = await asyncio.wait(either, timeout=5, return_when=asyncio.FIRST_COMPLETED)
                 parked.cancel()
                 assert done, "nothing finished and nothing went to sleep within 5 s"
                 continue
