@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from actors.orders import OrderRequest, OrderType, OrderUpdate, Product, Side, Validity
+from actors.orders import OrderRequest, OrderStatus, OrderType, OrderUpdate, Product, Side, Validity
 from actors.portfolio.brackets import Bracket, BracketError, BracketSpec, BracketStatus, check_levels
 from actors.portfolio.charges import NO_CHARGES, ChargeModel, Charges
 from actors.portfolio.gtt import (
@@ -94,6 +94,8 @@ MARKET_CLOSE = time(15, 30)
 # Depth to assume when a quote shows none and partial fills are on: an LTP-only feed says nothing
 # about size, so the whole order fills.
 _UNKNOWN_DEPTH = 10**12
+# Each follow-up settles a bracket in a few steps; this many means a loop, which must fail loudly.
+_MAX_FOLLOW_UPS = 10_000
 
 InstrumentLookup = Callable[[str], InstrumentSpec | None]
 JournalAppend = Callable[[AnyRecord], object]
@@ -1045,6 +1047,8 @@ class PaperPortfolio:
             except PortfolioError as err:  # the stop still covers all of it
                 log.warning("bracket %s: target not resized: %s", bracket.bracket_id, err)
             return
+        if target is not None and target.status is not OrderStatus.FILLED:
+            return  # a target refused or cancelled is not placed again; the stop still covers it all
         spec = bracket.spec
         request = OrderRequest(
             client_order_id=self._next_order_id(OrderRole.TARGET, spec.bracket_id),
@@ -1098,11 +1102,14 @@ class PaperPortfolio:
 
     def _run_pending(self, ts_ns: int) -> None:
         """Run the follow-ups that applied records asked for (bracket legs), until none are left."""
-        while self._pending_brackets:
+        for _ in range(_MAX_FOLLOW_UPS):
+            if not self._pending_brackets:
+                return
             bracket_id = self._pending_brackets.pop(0)
             bracket = self._state.brackets.get(bracket_id)
             if bracket is not None:
                 self._follow_up_bracket(bracket, ts_ns)
+        raise RuntimeError(f"bracket follow-ups did not settle: {self._pending_brackets[:5]}")
 
     # ================================================================== square-off and expiry
 

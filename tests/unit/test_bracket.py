@@ -273,3 +273,20 @@ def test_a_live_bracket_survives_a_restart(desk: Desk) -> None:
     done = bracket(desk, view)
     assert (done.status, done.reason) == (BracketStatus.CLOSED, "target reached")
     assert position(desk) == 0
+
+
+def test_a_refused_target_is_not_retried_and_the_stop_still_protects(desk: Desk) -> None:
+    view = place(desk, target=90_000)
+    # The entry fills on a quote whose upper circuit (₹880) refuses a target at ₹900.
+    desk.quote(SBIN, ltp=79_500, bid=79_495, ask=79_500, upper_circuit=88_000, lower_circuit=72_000)
+    live = bracket(desk, view)
+    assert live.target_order_id is not None
+    target = desk.portfolio.order(live.target_order_id)
+    assert (target.status, target.reason) == (
+        OrderStatus.REJECTED,
+        "price ₹900.00 is above the upper circuit ₹880.00 for SBIN-EQ",
+    )
+    assert len([o for o in desk.portfolio.orders() if o.status is OrderStatus.REJECTED]) == 1
+    desk.quote(SBIN, ltp=78_000, bid=77_995, ask=78_005, upper_circuit=88_000, lower_circuit=72_000)
+    assert bracket(desk, view).reason == "stop-loss hit"
+    assert position(desk) == 0
