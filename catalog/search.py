@@ -9,12 +9,16 @@ Results come in three tiers, each ordered by iid (cash before derivatives, near 
 
 The index, built once per file with numpy and kept in the columnar cache:
 
-- every lowercase symbol, sorted, with the iid at each sorted position (`order`). A prefix is a
-  contiguous run found by bisection; the smallest iids of a run come from a sparse table of
-  range minima, so a prefix shared by 100k symbols costs no more than a rare one;
+- the iids in the order of their lowercase symbols (`order`). A prefix is a contiguous run of
+  it, found by bisecting over the catalog's own symbol strings; the smallest iids of a run come
+  from a sparse table of range minima, so a prefix shared by 100k symbols costs no more than a
+  rare one;
 - one byte haystack of "symbol<TAB>name" lines in iid order, and posting lists of the iids
-  whose line contains each three-byte gram. A substring query checks only the iids listed
-  under its rarest gram, in iid order, and stops once it has enough.
+  whose line contains each three-byte gram. A substring query walks the list of its rarest gram
+  in iid order, narrowed by the lists of rare grams from other parts of the query, checks the
+  survivors against the haystack and stops once it has enough.
+
+The arrays live in the columnar cache as .npy files and are memory-mapped.
 """
 
 from __future__ import annotations
