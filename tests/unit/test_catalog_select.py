@@ -206,3 +206,17 @@ def test_instruments_sequence_is_in_iid_order(catalog: InstrumentCatalog) -> Non
     assert catalog.instruments[10:20] == everything[10:20]
     assert catalog.instruments[-1] is everything[-1]
     assert catalog.instruments[5] is catalog.by_iid(5)
+
+
+def test_instruments_and_chains_survive_pickling(catalog: InstrumentCatalog) -> None:
+    # they travel between Ray actors (the launcher hands universes to shards)
+    import pickle
+
+    chain = catalog.option_chain("NIFTY", date(2026, 12, 1))
+    leg = chain.rows[0].call
+    assert leg is not None
+    copy = pickle.loads(pickle.dumps(leg))
+    assert copy == leg and hash(copy) == hash(leg) and copy.key == leg.key
+    assert pickle.loads(pickle.dumps(chain)) == chain
+    with pytest.raises(AttributeError):
+        leg.lot_size = 1  # type: ignore[misc]  # frozen
