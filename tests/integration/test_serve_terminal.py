@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from cluster.config import Secrets, load_config
 from serve.hub import RayHubPublisher
-from serve.security import TokenIssuer, User, UserDirectory
+from serve.security import TokenIssuer, UserDirectory
 
 JWT_SECRET = "integration-secret-0123456789-0123456789"
 ORDER_RATE = 10.0
@@ -413,7 +413,7 @@ async def test_updates_are_conflated_to_the_channel_rate(
     last = f"{(100_000 + 19 * 50 + 49) / 100:.2f}"
     received = []
     while True:
-        message = await client.until(lambda m: m["type"] == "update")
+        message = await client.until(lambda m: m["type"] == "update", timeout_s=30)
         received.append(message["data"]["ltp"])
         if message["data"]["ltp"] == last:
             break
@@ -519,17 +519,19 @@ def _masked_frame(payload: bytes) -> bytes:
 async def test_heartbeats_and_expired_tokens(terminal: dict[str, Any]) -> None:
     directory = UserDirectory(terminal["config"].users)
     issuer = TokenIssuer(JWT_SECRET, directory, access_ttl_s=900, refresh_ttl_s=3600)
-    # A token issued 898 s ago: valid for two more seconds.
-    token = issuer.issue(User("viewer", directory.get("viewer").role), time.time() - 898).access_token  # type: ignore[union-attr]
+    viewer = directory.get("viewer")
+    assert viewer is not None
+    # A token issued 895 s ago: valid for five more seconds, with a heartbeat every second.
+    token = issuer.issue(viewer, time.time() - 895).access_token
     client, hello = await connect(terminal, token)
-    assert hello["type"] == "authenticated"
-    beat = await client.until(lambda m: m["type"] == "heartbeat", timeout_s=5)
-    assert beat["ts"] > 0
-    expired = await client.until(lambda m: m["type"] == "error", timeout_s=10)
-    assert expired["code"] in ("token_expired", "unauthenticated")
+    assert hello["type"] == "authenticated" and hello["expires_at"] - time.time() <= 5
+    seen: list[dict[str, Any]] = []
     with pytest.raises(websockets.ConnectionClosed) as closed:
         while True:
-            await client.next(timeout_s=10)
+            seen.append(await client.next(timeout_s=30))
+    kinds = [m["type"] for m in seen]
+    assert "heartbeat" in kinds and all(m["ts"] > 0 for m in seen if m["type"] == "heartbeat")
+    assert seen[-1]["type"] == "error" and seen[-1]["code"] == "token_expired"
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
