@@ -101,12 +101,12 @@ InstrumentLookup = Callable[[str], InstrumentSpec | None]
 JournalAppend = Callable[[AnyRecord], object]
 
 
-class PortfolioError(ShardlineError):
-    """A manual-trading request the portfolio refuses; the message says what and why."""
+class PortfolioError(ShardlineError, ValueError):
+    """A request the portfolio refuses; the message says what and why (an HTTP 422 at the edge)."""
 
 
-class UnknownId(PortfolioError):
-    """No order, GTT rule or bracket with that id."""
+class UnknownId(PortfolioError, LookupError):
+    """No order, GTT rule or bracket with that id (an HTTP 404 at the edge)."""
 
 
 class MarketQuote(msgspec.Struct, frozen=True, kw_only=True):
@@ -187,6 +187,7 @@ class PaperPortfolio:
         self._events: list[OrderUpdate] = []
         # Brackets whose orders changed, to be looked at once the current step's records are applied.
         self._pending_brackets: list[str] = []
+        self._scanned_second = -1
         log.info(
             "paper portfolio: cash %s, plan %s, intraday margin %s, F&O margin %s, slippage %d ticks, "
             "square-off %s IST",
@@ -277,9 +278,14 @@ class PaperPortfolio:
         if now.time() >= self._square_off_at and self._state.squared_off != today:
             self._commit(SquareOffStarted(ts_ns=ts_ns, session=today))
             self._square_off_intraday(ts_ns)
+        second = ts_ns // 10**9
+        if second == self._scanned_second:  # expiries are checked once a second, not on every quote
+            return
+        self._scanned_second = second
         self._settle_expiries(today, now.time(), ts_ns)
-        for state in list(self._state.gtts.values()):
-            if state.is_active and ts_ns >= state.rule.expires_ts_ns:
+        for gtt_id in [g for ids in self._state.active_gtts.values() for g in ids]:
+            state = self._state.gtts[gtt_id]
+            if ts_ns >= state.rule.expires_ts_ns:
                 self._commit(
                     GttClosed(
                         ts_ns=ts_ns, gtt_id=state.rule.gtt_id, status=GttStatus.EXPIRED, reason="expired"
@@ -573,6 +579,19 @@ class PaperPortfolio:
 
     def order(self, client_order_id: str) -> OrderUpdate:
         return self._order(client_order_id).update()
+
+    def order_role(self, client_order_id: str) -> OrderRole | None:
+        """Who placed an order: the execution actor (CLIENT), a GTT rule, a bracket, or an exit."""
+        order = self._state.orders.get(client_order_id)
+        return order.role if order is not None else None
+
+    def watched_instruments(self) -> set[str]:
+        """Instruments whose quotes can change something: working orders, positions, rules, brackets."""
+        keys = {o.request.instrument for o in self._state.orders.values() if o.is_active}
+        keys.update(p.instrument for p in self._state.positions if p.quantity)
+        keys.update(self._state.active_gtts)
+        keys.update(self._state.live_brackets)
+        return keys
 
     def summary(self) -> PortfolioSummary:
         books = [self._book_summary(name) for name in self._state.books()]
@@ -938,9 +957,8 @@ class PaperPortfolio:
     # ============================================================================ GTT, brackets
 
     def _check_gtts(self, instrument: str, ltp: int, ts_ns: int) -> None:
-        for state in list(self._state.gtts.values()):
-            if state.rule.instrument != instrument:
-                continue
+        for gtt_id in list(self._state.active_gtts.get(instrument, ())):
+            state = self._state.gtts[gtt_id]
             leg = fired_leg(state, ltp)
             if leg is None:
                 continue
@@ -968,8 +986,9 @@ class PaperPortfolio:
         self._run_pending(ts_ns)
 
     def _check_brackets(self, instrument: str, ltp: int, ts_ns: int) -> None:
-        for bracket in list(self._state.brackets.values()):
-            if bracket.spec.instrument != instrument or bracket.status is not BracketStatus.ACTIVE:
+        for bracket_id in list(self._state.live_brackets.get(instrument, ())):
+            bracket = self._state.brackets[bracket_id]
+            if bracket.status is not BracketStatus.ACTIVE:
                 continue
             if bracket.stop_fired or bracket.protected <= 0:
                 continue

@@ -151,6 +151,9 @@ class PortfolioState:
     counters: Counters = field(default_factory=Counters)
     session: date | None = None
     squared_off: date | None = None
+    # Ids of active GTT rules and live brackets per instrument, so a quote looks at its own only.
+    active_gtts: dict[str, list[str]] = field(default_factory=dict)
+    live_brackets: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
@@ -222,6 +225,7 @@ class PortfolioState:
             case GttCreated():
                 self.counters.gtts += 1
                 self.gtts[record.rule.gtt_id] = GttState(rule=record.rule, updated_ts_ns=record.ts_ns)
+                self.active_gtts.setdefault(record.rule.instrument, []).append(record.rule.gtt_id)
             case GttModified():
                 state = self.gtts[record.rule.gtt_id]
                 state.rule = record.rule
@@ -232,14 +236,17 @@ class PortfolioState:
                 state.triggered_leg = record.leg
                 state.order_id = record.client_order_id
                 state.updated_ts_ns = record.ts_ns
+                _forget(self.active_gtts, state.rule.instrument, record.gtt_id)
             case GttClosed():
                 state = self.gtts[record.gtt_id]
                 state.status = record.status
                 state.reason = record.reason
                 state.updated_ts_ns = record.ts_ns
+                _forget(self.active_gtts, state.rule.instrument, record.gtt_id)
             case BracketPlaced():
                 self.counters.brackets += 1
                 self.brackets[record.spec.bracket_id] = Bracket.placed(record.spec)
+                self.live_brackets.setdefault(record.spec.instrument, []).append(record.spec.bracket_id)
             case BracketModified():
                 bracket = self.brackets[record.bracket_id]
                 bracket.stop_loss = record.stop_loss
@@ -253,6 +260,7 @@ class PortfolioState:
                 bracket = self.brackets[record.bracket_id]
                 bracket.status = record.status
                 bracket.reason = record.reason
+                _forget(self.live_brackets, bracket.spec.instrument, record.bracket_id)
         return Applied()
 
     def _accepted(self, record: OrderAccepted) -> Applied:
@@ -444,3 +452,11 @@ class PortfolioState:
 
     def _bracket_of(self, order: PaperOrder) -> str | None:
         return order.parent if order.parent in self.brackets else None
+
+
+def _forget(index: dict[str, list[str]], instrument: str, ident: str) -> None:
+    ids = index.get(instrument)
+    if ids is not None and ident in ids:
+        ids.remove(ident)
+        if not ids:
+            del index[instrument]
