@@ -61,6 +61,7 @@ class AngelConnection:
         on_ticks: TickSink,
         config: FeedConfig | None = None,
         receive_path: ReceivePath | None = None,
+        on_depth: TickSink | None = None,
     ) -> SmartStreamClient:
         return SmartStreamClient(
             self.endpoints.stream_url,
@@ -69,6 +70,7 @@ class AngelConnection:
             on_ticks,
             config,
             on_auth_refused=self.renew_session,
+            on_depth=on_depth,
             receive_path=receive_path,
         )
 

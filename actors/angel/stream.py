@@ -38,7 +38,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as websockets_connect
 
-from actors.angel.codec import TickDecoder
+from actors.angel.codec import FrameRecords, TickDecoder, depth_from
 from actors.angel.errors import LoginError
 from actors.angel.packets import EXCHANGE_TYPE
 from actors.ticks import FeedMode
@@ -180,16 +180,21 @@ class SequenceTracker:
 
     def filter(self, ticks: np.ndarray) -> np.ndarray:
         """The ticks not seen before, in their original order."""
+        keep = self.keep(ticks)
+        return ticks if keep.all() else ticks[keep]
+
+    def keep(self, ticks: np.ndarray) -> np.ndarray:
+        """Which ticks are new (a boolean mask), recording them as seen."""
         n = len(ticks)
         if n == 0:
-            return ticks
+            return np.zeros(0, dtype=bool)
         slots = ticks["iid"].astype(np.int64) * 4 + ticks["mode"]
         self._grow(int(slots.max()) + 1)
         order = np.argsort(slots, kind="stable")
         s_slot, s_seq = slots[order], ticks["seq"][order]
         same = s_slot[1:] == s_slot[:-1]
         if not np.all(~same | (s_seq[1:] > s_seq[:-1])):
-            return self._filter_slowly(ticks, slots)
+            return self._keep_slowly(ticks, slots)
         # Within each slot the batch is increasing, so the bar to clear is the previous tick of
         # the batch, or the last one seen before it for the slot's first tick.
         bar = self._last[s_slot]
@@ -206,9 +211,9 @@ class SequenceTracker:
         self._last[ends] = np.maximum(self._last[ends], s_seq[group_end])
         kept = np.empty(n, dtype=bool)
         kept[order] = keep
-        return ticks if keep.all() else ticks[kept]
+        return kept
 
-    def _filter_slowly(self, ticks: np.ndarray, slots: np.ndarray) -> np.ndarray:
+    def _keep_slowly(self, ticks: np.ndarray, slots: np.ndarray) -> np.ndarray:
         """Out-of-order sequence numbers within one batch: one tick at a time."""
         kept = np.zeros(len(ticks), dtype=bool)
         last, gaps = self._last, self._gaps
@@ -222,7 +227,7 @@ class SequenceTracker:
                 last[slot] = seq
             else:
                 self.duplicates += 1
-        return ticks[kept]
+        return kept
 
     def _grow(self, size: int) -> None:
         if size <= len(self._last):
@@ -634,6 +639,9 @@ class SmartStreamClient:
         Limits, flush, heartbeat, stall and reconnect settings.
     on_auth_refused : Callable[[], Awaitable[None]], optional
         Called when the server refuses the handshake credentials (renew the session there).
+    on_depth : Callable[[np.ndarray], Awaitable[None] | None], optional
+        Gets the full picture of each new SNAP_QUOTE tick (`codec.DEPTH_DTYPE`: five levels a
+        side, OHLC, circuits, 52-week range), before the tick batch it belongs to.
     receive_path : "raw" | "aiohttp" | "websockets", optional
         How frames come off the socket; `config.receive_path` unless given.
     """
@@ -647,6 +655,7 @@ class SmartStreamClient:
         config: FeedConfig | None = None,
         *,
         on_auth_refused: Callable[[], Awaitable[None]] | None = None,
+        on_depth: TickSink | None = None,
         receive_path: ReceivePath | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
@@ -666,6 +675,7 @@ class SmartStreamClient:
         self._headers = headers
         self._on_ticks = on_ticks
         self._on_auth_refused = on_auth_refused
+        self._on_depth = on_depth
         self._clock_ns = clock_ns
         self._buffer = _FrameBuffer(self.config.flush_max_ticks, clock_ns)
         self._connections = [_Connection(i) for i in range(self.config.max_connections)]
@@ -946,17 +956,38 @@ class SmartStreamClient:
     async def _deliver(self, frames: list[bytes | np.ndarray], count: int, first_ns: int) -> None:
         self.stats.frames += count
         started = time.thread_time_ns()  # CPU time: other processes' load does not count
-        ticks = self.tracker.filter(self.decoder.decode(frames, first_ns))
+        groups = self.decoder.split(frames)
+        ticks = self.decoder.ticks_from(groups, first_ns)
+        keep = self.tracker.keep(ticks)
+        depth = self._depth_of(groups, ticks, keep) if self._on_depth is not None else None
+        if not keep.all():
+            ticks = ticks[keep]
         self.stats.decode_ns += time.thread_time_ns() - started
+        if depth is not None and len(depth):
+            await self._hand_over(self._on_depth, depth, "depth")
         step = self.config.flush_max_ticks
         for start in range(0, len(ticks), step):
             batch = ticks[start : start + step]
             self.stats.batches += 1
             self.stats.ticks_delivered += len(batch)
-            try:
-                result = self._on_ticks(batch)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:  # the consumer's bug: count it, keep the feed going
-                self.stats.callback_errors += 1
-                log.exception("tick callback failed on a batch of %d ticks", len(batch))
+            await self._hand_over(self._on_ticks, batch, "tick")
+
+    async def _hand_over(self, sink: TickSink | None, rows: np.ndarray, what: str) -> None:
+        if sink is None:
+            return
+        try:
+            result = sink(rows)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # the consumer's bug: count it, keep the feed going
+            self.stats.callback_errors += 1
+            log.exception("%s callback failed on a batch of %d rows", what, len(rows))
+
+    @staticmethod
+    def _depth_of(groups: list[FrameRecords], ticks: np.ndarray, keep: np.ndarray) -> np.ndarray | None:
+        """Five-level depth of the new SNAP_QUOTE ticks (their rows, in the same order)."""
+        snap = [g for g in groups if g.mode == FeedMode.SNAP_QUOTE]
+        if not snap:
+            return None
+        # SNAP_QUOTE ticks appear in the batch in the order of their group's records.
+        return depth_from(snap[0])[keep[ticks["mode"] == FeedMode.SNAP_QUOTE]]

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from actors.angel.auth import AngelCredentials
+from actors.angel.codec import DEPTH_DTYPE
 from actors.angel.factories import AngelConnection, AngelEndpoints, connect
 from actors.angel.packets import EXCHANGE_TYPE, PACKET_DTYPE, encode_packets
 from actors.angel.stream import ReceivePath, SmartStreamClient, SubscriptionLimitError
@@ -438,3 +439,24 @@ async def test_a_refused_login_stops_the_sockets_instead_of_retrying(sim: SimSer
         await conn.close()
     assert "wrong client code or PIN" in str(client.fatal_error)
     assert sim.counters()["rest_calls"] - calls_before == 1  # one login attempt, no retry storm
+
+
+async def test_depth_comes_with_every_new_snap_quote_tick(angel: AngelConnection) -> None:
+    sink, depths = Collected(), Collected()
+    client = angel.stream_client(IID, sink, FeedConfig(**FAST_RECOVERY), on_depth=depths)
+    await client.start()
+    try:
+        await client.subscribe(KEYS[:6], FeedMode.SNAP_QUOTE)
+        await client.subscribe(KEYS[6:9], FeedMode.LTP)
+        await eventually(lambda: sink.count >= 1500)
+    finally:
+        await client.stop()
+    ticks, depth = sink.all(), np.concatenate(depths.batches)
+    snap = ticks[ticks["mode"] == FeedMode.SNAP_QUOTE]
+    assert depth.dtype == DEPTH_DTYPE
+    assert depth["iid"].tolist() == snap["iid"].tolist() and depth["seq"].tolist() == snap["seq"].tolist()
+    assert np.array_equal(depth["bids"]["price"][:, 0], snap["bid"])
+    assert np.array_equal(depth["asks"]["qty"][:, 0], snap["ask_qty"])
+    bids, asks = depth["bids"]["price"], depth["asks"]["price"]
+    assert np.all(np.diff(bids, axis=1) < 0) and np.all(np.diff(asks, axis=1) > 0)  # best first
+    assert np.all((depth["lower_circuit"] <= depth["low"]) & (depth["high"] <= depth["upper_circuit"]))
