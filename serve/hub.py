@@ -303,10 +303,10 @@ class HubActor:
             return
         updates: list[Update] = []
         for position in positions:
-            data = (
+            data = _plain(
                 msgspec.to_builtins(position, builtin_types=(Fraction,))
                 if isinstance(position, msgspec.Struct)
-                else _plain(position)
+                else position
             )
             key = f"{data['book']}|{data['instrument']}|{data['product']}"
             updates.append(("positions", key, data))
@@ -332,7 +332,10 @@ class HubActor:
 
 
 def _plain(value: Any) -> Any:
-    """A dataclass (the portfolio's views) as a dict, keeping exact Fractions for the edge to round."""
+    """A dataclass (the portfolio's views) as plain data; exact fractions of a paisa rounded half-even
+    to whole paise, the hub's unit (and what msgpack can carry to Redis)."""
+    if isinstance(value, Fraction):
+        return round(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):

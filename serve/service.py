@@ -125,8 +125,10 @@ def translate_actor_error(actor: str, method: str, cause: BaseException) -> Term
     if isinstance(cause, TerminalError):
         return cause
     message = str(cause.args[0]) if isinstance(cause, KeyError) and cause.args else str(cause)
-    if isinstance(cause, KeyError | LookupError):
+    if isinstance(cause, KeyError | LookupError) or type(cause).__name__ == "UnknownId":
         return NotFound(message or f"{actor}: not found")
+    if isinstance(cause, ShardlineError):  # the actor refused the request and said why
+        return InvalidRequest(message)
     if isinstance(cause, PermissionError):
         return Conflict(message)
     if isinstance(cause, ConnectionError | TimeoutError):
@@ -494,6 +496,8 @@ class TerminalService:
 
     async def cancel_order(self, user: User, client_order_id: str) -> dict[str, Any]:
         update = await self.actors.call(EXECUTION, "cancel", client_order_id)
+        if update is None:
+            raise NotFound(f"no order {client_order_id!r}")
         return self._order_body(update)
 
     async def orders(self, book: str | None = None) -> list[dict[str, Any]]:
