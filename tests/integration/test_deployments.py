@@ -200,7 +200,7 @@ def _quiet_streams(request: pytest.FixtureRequest) -> Iterator[None]:
         request.getfixturevalue("desk").stop_streams()
 
 
-def check_spec(name: str, instruments: list[ShardInstrument], **changes: Any) -> dict[str, Any]:
+def check_spec(name: str, instruments: list[ShardInstrument], /, **changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "name": name,
         "strategy": "cluster.swap:SequenceCheck",
