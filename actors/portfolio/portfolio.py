@@ -585,6 +585,11 @@ class PaperPortfolio:
         order = self._state.orders.get(client_order_id)
         return order.role if order is not None else None
 
+    def order_request(self, client_order_id: str) -> OrderRequest | None:
+        """The order as currently working (after any modifications), or None if unknown."""
+        order = self._state.orders.get(client_order_id)
+        return order.request if order is not None else None
+
     def watched_instruments(self) -> set[str]:
         """Instruments whose quotes can change something: working orders, positions, rules, brackets."""
         keys = {o.request.instrument for o in self._state.orders.values() if o.is_active}
