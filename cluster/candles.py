@@ -12,7 +12,8 @@ as soon as they arrive, and then the window is noted as done in a small manifest
 - bars already in the catalog (an interval of its files) are not written again, so a window
   fetched but not yet noted (a crash between the two) costs one request and no duplicate;
 - a window that reaches into the present is fetched but not noted: its later candles do not
-  exist yet, and the next fetch asks again.
+  exist yet, and the next fetch asks again; a bar still forming (closing after the present) is
+  not written, so it is written complete later.
 
 Bars: type `SYMBOL.VENUE-<n>-<MINUTE|HOUR|DAY>-LAST-EXTERNAL`; `ts_event` and `ts_init` are the
 bar's close (its open time, as Angel stamps it, plus the interval), the Nautilus convention, so a
@@ -277,6 +278,7 @@ async def fetch_candles(
     bar_type = bar_type_for(instrument, interval)
     manifest = FetchManifest(catalog_path, bar_type)
     windows = candle_windows(start, min(end, now), interval)
+    now_ns = int(now.replace(tzinfo=IST).timestamp()) * 1_000_000_000
     summary = FetchSummary(instrument.key, str(bar_type), interval.value, windows=len(windows))
     for done, window in enumerate(windows, start=1):
         if manifest.covers(window):
@@ -287,7 +289,8 @@ async def fetch_candles(
         candles = await source.candles(instrument.key, interval, window[0], window[1])
         summary.fetched += 1
         summary.candles += len(candles)
-        bars = candles_to_bars(candles, instrument, interval)
+        # A bar still forming (closing after now) is left for a later fetch to write complete.
+        bars = [b for b in candles_to_bars(candles, instrument, interval) if b.ts_init <= now_ns]
         summary.bars_written += write_new_bars(catalog, bars)  # the data first, then the note
         if window[1] < now:
             manifest.add(window)

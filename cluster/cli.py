@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "actors.execution.cli",
     "serve.cli",
     "cluster.deploy_cli",
+    "cluster.research_cli",
 ]
 
 
