@@ -34,6 +34,7 @@ import ray
 from actors.execution.venue import VenueAck, VenueOrderState
 from actors.orders import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Product, Side
 from actors.portfolio.instruments import InstrumentKind, InstrumentSpec, OptionRight
+from actors.portfolio.money import rupees_to_paise
 from actors.portfolio.portfolio import MarketQuote, PaperPortfolio, PortfolioError
 from actors.portfolio.records import OrderRole
 from actors.portfolio.views import BracketView, GttView, PortfolioSummary, PositionView, TradeView
@@ -160,6 +161,8 @@ class PaperPortfolioActor:
             journal=self._journal.append,
             allow_short_delivery=config.risk.allow_short_delivery,
             partial_fills=config.sim.partial_fills,
+            max_order_qty=config.risk.max_order_qty,
+            max_order_value=rupees_to_paise(config.risk.max_order_value_rupees),
         )
         replayed = self._portfolio.restore(entry.record for entry in self._journal.replay())
         self._execution_name = execution

@@ -158,6 +158,9 @@ class PaperPortfolio:
         Allow selling equity for DELIVERY beyond what the book holds (exchanges do not).
     partial_fills
         Fill no more than the quantity shown at the touch, when the quote shows it.
+    max_order_qty, max_order_value
+        Limits (units; paise) for the GTT rules and brackets made here: their orders do not pass the
+        execution actor's pre-trade checks, so the order-size limits are applied when they are made.
     """
 
     def __init__(
@@ -168,6 +171,8 @@ class PaperPortfolio:
         journal: JournalAppend | None = None,
         allow_short_delivery: bool = False,
         partial_fills: bool = False,
+        max_order_qty: int | None = None,
+        max_order_value: int | None = None,
     ) -> None:
         self.config = config
         self._lookup: InstrumentLookup = instruments.get if isinstance(instruments, Mapping) else instruments
@@ -178,6 +183,8 @@ class PaperPortfolio:
         )
         self._square_off_at = parse_clock_time(config.square_off_time_ist)
         self._allow_short_delivery = allow_short_delivery
+        self._max_order_qty = max_order_qty
+        self._max_order_value = max_order_value
         self._partial_fills = partial_fills
         self.starting_cash = rupees_to_paise(config.starting_cash_rupees)
         self._state = PortfolioState()
@@ -346,6 +353,8 @@ class PaperPortfolio:
             check_quantity(spec, quantity)
             check_expiry(ts_ns, expires)
             built = build_legs(spec, side, ltp, legs)
+            for leg in built:
+                self._check_order_size(quantity, leg.price)
             if len(built) == 2:
                 self._check_holding(book, spec, side, quantity, product)
         except (GttError, PortfolioError) as err:
@@ -390,6 +399,8 @@ class PaperPortfolio:
             check_quantity(spec, new_quantity)
             check_expiry(rule.created_ts_ns, expires)
             built = build_legs(spec, rule.side, ltp, new_legs)
+            for leg in built:
+                self._check_order_size(new_quantity, leg.price)
             if len(built) == 2:
                 self._check_holding(rule.book, spec, rule.side, new_quantity, rule.product)
         except (GttError, PortfolioError) as err:
@@ -444,6 +455,7 @@ class PaperPortfolio:
         reference = entry_price if entry_type is OrderType.LIMIT else self._last_price(spec)
         try:
             self._check_product(spec, product)
+            self._check_order_size(quantity, reference)
             check_levels(spec, side, reference, stop_loss, target, trailing_stop)
         except (BracketError, PortfolioError) as err:
             raise PortfolioError(f"bracket refused: {err}") from None
@@ -1319,6 +1331,16 @@ class PaperPortfolio:
         problem = spec.product_error(product)
         if problem:
             raise PortfolioError(problem)
+
+    def _check_order_size(self, quantity: int, price: int) -> None:
+        if self._max_order_qty is not None and quantity > self._max_order_qty:
+            raise PortfolioError(
+                f"quantity {quantity} exceeds the maximum order quantity {self._max_order_qty}"
+            )
+        value = quantity * price
+        if self._max_order_value is not None and value > self._max_order_value:
+            limit = format_rupees(self._max_order_value)
+            raise PortfolioError(f"order value {format_rupees(value)} exceeds the maximum {limit}")
 
     def _check_holding(
         self, book: str, spec: InstrumentSpec, side: Side, quantity: int, product: Product

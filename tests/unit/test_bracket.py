@@ -290,3 +290,12 @@ def test_a_refused_target_is_not_retried_and_the_stop_still_protects(desk: Desk)
     desk.quote(SBIN, ltp=78_000, bid=77_995, ask=78_005, upper_circuit=88_000, lower_circuit=72_000)
     assert bracket(desk, view).reason == "stop-loss hit"
     assert position(desk) == 0
+
+
+def test_brackets_keep_to_the_order_size_limits() -> None:
+    desk = Desk(max_order_qty=100)
+    desk.quote(SBIN, ltp=80_000, bid=79_995, ask=80_005)
+    with pytest.raises(
+        PortfolioError, match="bracket refused: quantity 200 exceeds the maximum order quantity 100"
+    ):
+        place(desk, quantity=200)

@@ -197,3 +197,17 @@ def test_gtt_orders_are_limit_orders_tagged_with_the_rule(desk: Desk) -> None:
     assert order_id is not None
     request = desk.portfolio._state.orders[order_id].request
     assert (request.order_type, request.price, request.tag) == (OrderType.LIMIT, 82_100, rule.gtt_id)
+
+
+def test_rule_orders_keep_to_the_order_size_limits() -> None:
+    desk = Desk(max_order_qty=1000, max_order_value=50_000_000)  # ₹5 lakh
+    desk.quote(SBIN, ltp=80_000, bid=79_995, ask=80_005)
+    with pytest.raises(
+        PortfolioError, match="GTT refused: quantity 1500 exceeds the maximum order quantity 1000"
+    ):
+        gtt(desk, BUY, [(82_000, 82_100)], quantity=1500)
+    with pytest.raises(
+        PortfolioError, match=r"GTT refused: order value ₹820,500.00 exceeds the maximum ₹500,000.00"
+    ):
+        gtt(desk, BUY, [(82_000, 82_050)], quantity=1000)
+    assert gtt(desk, BUY, [(82_000, 82_050)], quantity=600).status is GttStatus.ACTIVE
