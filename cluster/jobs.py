@@ -524,6 +524,9 @@ def connect(address: str | None = None) -> None:
     """Join the running cluster (`address`, else RAY_ADDRESS or the local one)."""
     if ray.is_initialized():
         return
+    if "RAY_AUTH_MODE" not in os.environ and ray_auth_headers():
+        # `ray start` turns token authentication on when a token is at hand; a client must too.
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False)
     except ConnectionError:
