@@ -246,6 +246,10 @@ def up(
 
     supervisor = remote(Supervisor).options(**_detached(SUPERVISOR)).remote(plan, serve_url)
     _wait("the supervisor", [supervisor.run.remote()])
+    # Deployments (`shardline deployments`, submit, swap, the terminal's /deployments) adopt the above.
+    from cluster.jobs import start_deployments_actor
+
+    _wait("the deployments actor", [start_deployments_actor(config).summaries.remote()])
 
     state = {
         "started_head": started_head,
