@@ -318,6 +318,9 @@ class PaperPortfolioActor:
     async def order(self, client_order_id: str) -> OrderUpdate:
         return self._portfolio.order(client_order_id)
 
+    async def quote(self, instrument: str) -> MarketQuote | None:
+        return self._portfolio.quote(instrument)
+
     async def summary(self) -> PortfolioSummary:
         return self._portfolio.summary()
 

@@ -597,6 +597,10 @@ class PaperPortfolio:
         order = self._state.orders.get(client_order_id)
         return order.role if order is not None else None
 
+    def quote(self, instrument: str) -> MarketQuote | None:
+        """The latest quote the venue has for an instrument (what its fills are made against)."""
+        return self._quotes.get(instrument)
+
     def order_request(self, client_order_id: str) -> OrderRequest | None:
         """The order as currently working (after any modifications), or None if unknown."""
         order = self._state.orders.get(client_order_id)

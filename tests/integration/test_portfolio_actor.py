@@ -244,9 +244,10 @@ def test_quotes_from_the_real_router_pulled_and_pushed(
         ray.get(router.register_quote_listener.remote(venue.name, "on_quotes"))
         ticks["iid"], ticks["ltp"] = 0, 80_000  # SBIN: not watched, but pushed all the same
         ray.get(router.push.remote(ticks))
-        wait_until(lambda: venue("stats")["quotes"] >= 3, 30, "a pushed quote")
+        pushed = wait_until(lambda: venue("quote", SBIN.key), 30, "a pushed quote")
+        assert (pushed.ltp, pushed.bid, pushed.ask) == (80_000, 0, 0)
         assert venue("submit", request("p-1", SBIN, Side.BUY, 1)).accepted
-        assert venue("positions", "manual")[-1].instrument in (SBIN.key, INFY.key)
+        assert {p.instrument: p.quantity for p in venue("positions")} == {INFY.key: 5, SBIN.key: 1}
     finally:
         ray.kill(router, no_restart=True)
 
