@@ -455,9 +455,10 @@ class PaperPortfolio:
         reference = entry_price if entry_type is OrderType.LIMIT else self._last_price(spec)
         try:
             self._check_product(spec, product)
+            check_quantity(spec, quantity)
             self._check_order_size(quantity, reference)
             check_levels(spec, side, reference, stop_loss, target, trailing_stop)
-        except (BracketError, PortfolioError) as err:
+        except (BracketError, GttError, PortfolioError) as err:
             raise PortfolioError(f"bracket refused: {err}") from None
         bracket_id = f"BRK-{self._state.counters.brackets + 1}"
         spec_record = BracketSpec(

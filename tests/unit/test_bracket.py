@@ -292,6 +292,12 @@ def test_a_refused_target_is_not_retried_and_the_stop_still_protects(desk: Desk)
     assert position(desk) == 0
 
 
+def test_a_quantity_that_cannot_trade_is_refused_up_front(desk: Desk) -> None:
+    with pytest.raises(PortfolioError, match="bracket refused: quantity must be positive, got 0"):
+        place(desk, quantity=0)
+    assert desk.portfolio.bracket_list() == []
+
+
 def test_brackets_keep_to_the_order_size_limits() -> None:
     desk = Desk(max_order_qty=100)
     desk.quote(SBIN, ltp=80_000, bid=79_995, ask=80_005)
