@@ -300,7 +300,7 @@ def max_drawdown(equity: np.ndarray) -> tuple[int, float]:
     fall, fraction = drawdown(equity)
     if not len(fall):
         return 0, 0.0
-    return int(-fall.min()), float(-fraction.min())
+    return int(-fall.min()), max(0.0, float(-fraction.min()))  # never -0.0
 
 
 def period_returns(equity: np.ndarray) -> np.ndarray:
