@@ -46,7 +46,7 @@ def synthetic_master_path(config: ShardlineConfig, day: date) -> Path:
     count, seed = config.catalog.synth_count, config.catalog.synth_seed
     path = store.synth_path(count, seed, day.isoformat())
     if not path.exists():
-        write_scrip_master(synthesize(count, seed, as_of=day), path)
+        write_scrip_master(synthesize(count, seed, as_of=day), path, replace=False)
         for old in path.parent.glob(f"synth-{count}-{seed}-*.json"):
             if old != path:
                 old.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ paper portfolio and the option ladders written here agree with each other.
 from __future__ import annotations
 
 import calendar
+import contextlib
 import hashlib
 import math
 import os
@@ -686,15 +687,26 @@ def synthesize(count: int, seed: int, as_of: date | None = None) -> list[dict[st
     return _Synthesizer(count, seed, as_of or SYNTH_REFERENCE_DATE).run()
 
 
-def write_scrip_master(rows: list[dict[str, str]], path: Path) -> None:
-    """Write records as Angel's JSON array (or CSV when `path` ends in .csv), atomically."""
+def write_scrip_master(rows: list[dict[str, str]], path: Path, *, replace: bool = True) -> None:
+    """Write records as Angel's JSON array (or CSV when `path` ends in .csv), atomically.
+
+    With `replace=False` an existing file is left as it is (processes starting together may all
+    generate the same master; the first one's file, and its modification time, stay).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # unique per writer; renamed into place
-    if path.suffix.lower() == ".csv":
-        import polars as pl
+    try:
+        if path.suffix.lower() == ".csv":
+            import polars as pl
 
-        frame = pl.DataFrame({field: [r[field] for r in rows] for field in SCRIP_FIELDS})
-        frame.write_csv(tmp)
-    else:
-        tmp.write_bytes(msgspec.json.encode(rows))
-    tmp.replace(path)
+            frame = pl.DataFrame({field: [r[field] for r in rows] for field in SCRIP_FIELDS})
+            frame.write_csv(tmp)
+        else:
+            tmp.write_bytes(msgspec.json.encode(rows))
+        if replace:
+            tmp.replace(path)
+        else:
+            with contextlib.suppress(FileExistsError):  # another writer was first: keep theirs
+                os.link(tmp, path)  # creates without overwriting
+    finally:
+        tmp.unlink(missing_ok=True)
