@@ -233,6 +233,8 @@ class HubActor:
                 logger.debug("hub: %s.%s failed: %s", actor, method, err)
                 return None
 
+        if not ray.is_initialized():
+            return
         first = not any(self.attached.values())
         self.attached["execution"] = bool(await call("execution", "register_listener", HUB_ACTOR_NAME))
         self.attached["router"] = await call(
@@ -295,6 +297,8 @@ class HubActor:
         import ray
 
         await asyncio.sleep(0.05)  # let a burst of fills settle into one refresh
+        if not ray.is_initialized():  # a hub outside Ray (tests): no portfolio to ask
+            return
         try:
             portfolio = ray.get_actor("portfolio", namespace=self._namespace)
             positions: list[Any] = await asyncio.wait_for(portfolio.positions.remote(None), 5.0)

@@ -104,3 +104,56 @@ async def test_a_cursor_from_before_a_hub_restart_gets_everything() -> None:
 def test_max_entries_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         LatestStateHub(0)
+
+
+async def test_router_quotes_become_iid_keyed_updates() -> None:
+    import numpy as np
+
+    from actors.router.router import QUOTE_DTYPE
+
+    quotes = np.zeros(2, dtype=QUOTE_DTYPE)
+    quotes["iid"] = [7, 9]
+    quotes["ltp"] = [81_255, 12_000]
+    quotes["ts_exchange_ns"] = [1, 2]
+    actor = HubActor()
+    await actor.on_quotes(quotes)
+    _, state = await actor.poll(0, timeout_s=0)
+    assert [(u.channel, u.key) for u in state] == [("quote", "7"), ("quote", "9")]
+    assert state[0].data == {"ltp": 81_255, "bid": 0, "ask": 0, "volume": 0, "ts_ns": 1}
+
+
+async def test_order_updates_merge_with_what_the_terminal_published() -> None:
+    from actors.orders import Fill, OrderStatus, OrderUpdate, Product, Side
+
+    actor = HubActor()
+    await actor.publish([("orders", "t1", {"side": "BUY", "quantity": 5, "price": 81_255})])
+    fill = Fill(
+        client_order_id="t1",
+        venue_order_id="v1",
+        trade_id="T1",
+        book="manual",
+        instrument="NSE:3045",
+        side=Side.BUY,
+        quantity=5,
+        price=81_250,
+        product=Product.INTRADAY,
+        ts_ns=3,
+    )
+    update = OrderUpdate(
+        client_order_id="t1",
+        venue_order_id="v1",
+        book="manual",
+        instrument="NSE:3045",
+        status=OrderStatus.FILLED,
+        filled_quantity=5,
+        avg_price=81_250,
+        ts_ns=3,
+        fill=fill,
+    )
+    await actor.on_order_update(update)
+    _, state = await actor.poll(0, timeout_s=0)
+    (order,) = [u.data for u in state if u.channel == "orders"]
+    assert order["side"] == "BUY" and order["quantity"] == 5 and order["price"] == 81_255
+    assert order["status"] == "FILLED" and order["avg_price"] == 81_250
+    assert order["last_fill"] == {"trade_id": "T1", "quantity": 5, "price": 81_250, "ts_ns": 3}
+    assert "fill" not in order
