@@ -177,3 +177,14 @@ def test_written_file_reads_back_identically(tmp_path: Path, suffix: str) -> Non
     expected, _ = normalise(pl.DataFrame(rows, schema=dict.fromkeys(SCRIP_FIELDS, pl.String)), "x")
     assert report.skipped == {} and frame.equals(expected)
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"
+
+
+def test_writing_without_replace_keeps_the_first_file(tmp_path: Path) -> None:
+    path = tmp_path / "master.json"
+    write_scrip_master(synthesize(20, seed=1), path, replace=False)
+    first = path.read_bytes()
+    write_scrip_master(synthesize(30, seed=2), path, replace=False)
+    assert path.read_bytes() == first
+    write_scrip_master(synthesize(30, seed=2), path)
+    assert len(json.loads(path.read_text())) == 30
+    assert [p.name for p in tmp_path.iterdir()] == ["master.json"]
