@@ -232,10 +232,14 @@ class PaperFillModel(FillModel):
 # ----------------------------------------------------------------------------------- time range
 
 
-def parse_when(text: str, end: bool = False) -> int:
-    """A date ("2026-03-02") or date and time ("2026-03-02 09:15", "2026-03-02T09:15:30") in IST as
-    UNIX ns; a bare date means its first (or, with `end`, its last) nanosecond."""
+def parse_when(text: str, end: bool = False, today: date | None = None) -> int:
+    """A date ("2026-03-02", "today", "yesterday") or date and time ("2026-03-02 09:15",
+    "2026-03-02T09:15:30") in IST as UNIX ns; a date means its first (or, with `end`, its last)
+    nanosecond."""
     value = text.strip()
+    if value.lower() in ("today", "yesterday"):
+        day = today or datetime.now(IST).date()
+        value = (day - timedelta(days=1 if value.lower() == "yesterday" else 0)).isoformat()
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)

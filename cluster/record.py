@@ -47,6 +47,7 @@ RAW_SCHEMA = TICK_SCHEMA.append(pa.field("exchange", pa.string())).append(pa.fie
 FLUSH_ROWS = 65_536  # rows per raw row group
 IMPORT_ROWS = 200_000  # rows converted and written to the catalog at a time
 RECORDER_PREFIX = "recorder-"
+READY_TIMEOUT_S = 180.0  # a new worker process imports Nautilus first; a busy machine takes a while
 ROUTE_PREFIX = "record-"
 
 
@@ -396,7 +397,7 @@ def start_recording(
         .remote(shard_instruments, str(catalog_path), name)
     )
     try:
-        ray.get(actor.stats.remote(), timeout=60)
+        ray.get(actor.stats.remote(), timeout=READY_TIMEOUT_S)
         universe = {i.iid: i.key for i in shard_instruments}
         ray.get(router.add_deployment.remote(route, universe, 1, "block", handles=[actor]), timeout=30)
     except Exception:

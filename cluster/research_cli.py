@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -64,6 +65,12 @@ def record(
             "Default: every instrument the configured deployments trade.",
         ),
     ] = None,
+    deployment: Annotated[
+        Path | None,
+        typer.Option(
+            "--deployment", "-d", help="Record this deployment spec's universe (with --instruments too)."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="The data catalog to write (default: <data_dir>/catalog).")
     ] = None,
@@ -80,13 +87,20 @@ def record(
 
     config = load_config(config_path)
     catalog = _catalog_path(config, out)
+    wanted = _split(instruments)
+    if deployment is not None:
+        from catalog.sources import load_default_catalog
+        from cluster.deployments import load_deployment_spec, resolve_universe
+
+        spec = load_deployment_spec(deployment)
+        wanted += [i.key for i in resolve_universe(spec, load_default_catalog(config))]
     console = Console(stderr=True)
     with console.status("recording …") as status:
         summary = recording.record(
             config,
             seconds,
             catalog,
-            _split(instruments),
+            wanted,
             address,
             on_progress=lambda elapsed, rows: status.update(f"recording: {elapsed:.0f} s, {rows:,} ticks"),
         )
@@ -191,7 +205,7 @@ def candles_fetch(
 
 def backtest(
     spec_path: Annotated[Path, typer.Argument(help="The deployment spec YAML (as for `shardline submit`).")],
-    start: Annotated[str, typer.Option("--from", help="First day (2026-03-02) or moment, IST.")],
+    start: Annotated[str, typer.Option("--from", help="First day (2026-03-02, today) or moment, IST.")],
     end: Annotated[str, typer.Option("--to", help="Last day (included) or moment, IST.")],
     catalog_option: CatalogOption = None,
     out: Annotated[
@@ -210,6 +224,8 @@ def backtest(
 
     config = load_config(config_path)
     spec = load_deployment_spec(spec_path)
+    # The strategy's module may sit beside its spec, as `shardline submit` ships that directory.
+    sys.path.insert(0, str(spec_path.resolve().parent))
     if period is not None and period <= 0:
         raise ShardlineError(f"--period must be positive, not {period}")
     start_ns, end_ns = parse_window(start, end)

@@ -194,8 +194,18 @@ def test_dates_and_times_are_read_in_ist(text: str, end: bool, expected: str) ->
 
 @pytest.mark.parametrize(
     ("start", "end", "message"),
-    [("2026-03-05", "2026-03-02", "is before --from"), ("yesterday", "2026-03-02", "is not a date")],
+    [("2026-03-05", "2026-03-02", "is before --from"), ("last week", "2026-03-02", "is not a date")],
 )
 def test_bad_windows_are_refused(start: str, end: str, message: str) -> None:
     with pytest.raises(BacktestError, match=message):
         parse_window(start, end)
+
+
+@pytest.mark.parametrize(
+    ("word", "day"), [("today", "2026-03-02"), ("yesterday", "2026-03-01"), ("TODAY", "2026-03-02")]
+)
+def test_today_and_yesterday_are_ist_days(word: str, day: str) -> None:
+    from datetime import date
+
+    assert parse_when(word, today=date(2026, 3, 2)) == parse_when(day)
+    assert parse_when(word, end=True, today=date(2026, 3, 2)) == parse_when(day, end=True)
