@@ -2,7 +2,8 @@
 
 The actors speak integer paise; the API speaks rupees. Money fields are recognised by name (one
 list, below) so a field an actor adds later is still converted if it is money, and left alone if
-not. A `Fraction` (the portfolio's exact P&L) is rounded half-even to the minor unit here, once.
+not. A `Fraction` (the portfolio's exact P&L) is rounded half-even to the minor unit here, once; a
+`Decimal` is taken as rupees already and written out exactly.
 """
 
 from __future__ import annotations
@@ -79,8 +80,8 @@ MONEY_FIELDS = frozenset(
         "commission",
     }
 )
-# Fields whose every value is an amount (a breakdown of charges by kind).
-MONEY_MAPS = frozenset({"charge_breakdown"})
+# Fields whose every value is an amount (a breakdown of charges by kind, marks by instrument).
+MONEY_MAPS = frozenset({"charge_breakdown", "marks"})
 
 
 def to_builtins(value: Any) -> Any:
@@ -101,9 +102,15 @@ def to_builtins(value: Any) -> Any:
 
 
 def money(value: Any, scale: int = PAISE_PER_RUPEE) -> Any:
-    """One amount in minor units as a rupee string; anything that is not an amount is returned as is."""
+    """One amount in minor units as a rupee string; anything that is not an amount is returned as is.
+
+    A `Decimal` is already rupees (actors use it for amounts they report in rupees): it is only
+    written out, exactly.
+    """
     if isinstance(value, bool):
         return value
+    if isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, int):
         return minor_to_rupees(value, scale)
     if isinstance(value, Fraction):

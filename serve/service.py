@@ -701,7 +701,13 @@ class TerminalService:
     # Risk -----------------------------------------------------------------------------------------
 
     async def risk_state(self) -> dict[str, Any]:
-        return present(await self.actors.call(EXECUTION, "risk_state"))
+        """The execution actor's risk state, with the configured limits beside it."""
+        state = present(await self.actors.call(EXECUTION, "risk_state"))
+        limits = {"global": self.config.risk.model_dump(mode="json")}
+        for deployment in self.config.deployments:
+            if deployment.risk is not None:
+                limits[deployment.name] = deployment.risk.model_dump(mode="json")
+        return {**state, "limits": limits}
 
     async def kill_switch(self, user: User, book: str | None, engaged: bool) -> dict[str, Any]:
         logger.warning(

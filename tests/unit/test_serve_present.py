@@ -82,3 +82,18 @@ def test_portfolio_views_convert_fractions_and_breakdowns() -> None:
         "charge_breakdown": {"brokerage": "20.00", "stt": "0.13", "total": "20.13"},
         "legs": [{"role": "TARGET", "trigger_price": "900.00", "price": "899.50"}],
     }
+
+
+def test_decimals_are_rupees_already_and_marks_are_paise() -> None:
+    from decimal import Decimal
+
+    state = {
+        "pnl": Decimal("-1234.50"),
+        "marks": {"NSE:3045": 81_255},
+        "books": {"manual": {"pnl": Decimal("0")}},
+    }
+    assert present(state) == {
+        "pnl": "-1234.50",
+        "marks": {"NSE:3045": "812.55"},
+        "books": {"manual": {"pnl": "0"}},
+    }
