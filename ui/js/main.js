@@ -113,8 +113,8 @@ function onKey(event) {
       case "Delete":
         return books.actOnSelection(key);
       default:
-        if (/^[1-6]$/.test(key)) {
-          books.show(["positions", "orders", "trades", "gtt", "brackets", "deployments"][Number(key) - 1]);
+        if (/^[1-7]$/.test(key)) {
+          books.show(["positions", "orders", "trades", "gtt", "brackets", "deployments", "risk"][Number(key) - 1]);
           return true;
         }
         return false;

@@ -5,7 +5,7 @@ import { confirmAction } from "./dialogs.js";
 import { describeError, toast } from "./toasts.js";
 
 const ACTIVE = new Set(["PENDING", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED"]);
-const TABS = ["positions", "orders", "trades", "gtt", "brackets", "deployments"];
+const TABS = ["positions", "orders", "trades", "gtt", "brackets", "deployments", "risk"];
 
 function table(el, head, rows, empty) {
   el.innerHTML =
@@ -48,6 +48,59 @@ export class Books {
     for (const b of document.querySelectorAll("#book-tabs button[data-tab]")) b.classList.toggle("active", b.dataset.tab === tab);
     for (const body of document.querySelectorAll(".tab-body")) body.hidden = body.dataset.tab !== tab;
     if (tab === "trades" || tab === "gtt" || tab === "brackets") this.refreshLists();
+    clearInterval(this._riskTimer);
+    if (tab === "risk") {
+      this.refreshRisk();
+      this._riskTimer = setInterval(() => this.refreshRisk(), 5_000);
+    }
+  }
+
+  // Risk -------------------------------------------------------------------------------------------
+
+  async refreshRisk() {
+    let state;
+    try {
+      state = await this.session.get("/risk");
+    } catch (err) {
+      table(document.getElementById("risk"), [["Risk"]], [], escapeHtml(describeError(err)));
+      return;
+    }
+    const admin = this.session.can("admin");
+    const row = (book, label, risk) => {
+      const kill = risk.kill_switch ?? risk.global_kill_switch ?? {};
+      const button = admin
+        ? `<button data-action="kill" data-book="${escapeHtml(book)}" data-engage="${!kill.engaged}">${kill.engaged ? "Release" : "Engage"}</button>`
+        : "";
+      const pnl = risk.pnl ?? "";
+      return (
+        `<tr><td>${escapeHtml(label)}</td>` +
+        `<td><span class="status ${kill.engaged ? "REJECTED" : "FILLED"}">${kill.engaged ? "KILL SWITCH ON" : "trading"}</span></td>` +
+        `<td class="muted">${escapeHtml(kill.reason ?? "")}</td>` +
+        `<td class="num ${trendClass(pnl)}">${pnl === "" ? "" : signedRupees(pnl)}</td>` +
+        `<td class="num">${risk.realized_pnl !== undefined ? signedRupees(risk.realized_pnl) : ""}</td>` +
+        `<td class="num">${risk.charges !== undefined ? rupees(risk.charges) : ""}</td><td>${button}</td></tr>`
+      );
+    };
+    const rows = [row("", "All books", state)];
+    for (const [book, risk] of Object.entries(state.books ?? {})) rows.push(row(book, book, risk));
+    table(
+      document.getElementById("risk"),
+      [["Book"], ["State"], ["Reason"], ["P&L", "num"], ["Realized", "num"], ["Charges", "num"], [""]],
+      rows,
+      "No risk state",
+    );
+    const limits = Object.entries(state.limits ?? {}).map(
+      ([scope, l]) =>
+        `<tr><td>${escapeHtml(scope)}</td><td class="num">${quantity(l.max_order_qty)}</td>` +
+        `<td class="num">${rupees(l.max_order_value_rupees)}</td><td class="num">${l.price_band_pct}%</td>` +
+        `<td class="num">${quantity(l.max_position_qty)}</td><td class="num">${rupees(l.daily_loss_limit_rupees)}</td></tr>`,
+    );
+    table(
+      document.getElementById("risk-limits"),
+      [["Limits"], ["Max qty", "num"], ["Max value ₹", "num"], ["Price band", "num"], ["Max position", "num"], ["Daily loss ₹", "num"]],
+      limits,
+      "",
+    );
   }
 
   symbol(key) {
@@ -377,6 +430,15 @@ export class Books {
         } else if (action === "bracket-cancel") {
           await this.session.delete(`/brackets/${encodeURIComponent(id)}`);
           this.refreshLists();
+        } else if (action === "kill") {
+          const book = button.dataset.book || null;
+          const engage = button.dataset.engage === "true";
+          const what = `${engage ? "Engage" : "Release"} the kill switch for ${book ?? "every book"}?`;
+          if (await confirmAction(what)) {
+            await this.session.post("/risk/kill-switch", { engaged: engage, book });
+            toast(engage ? "warn" : "ok", `Kill switch ${engage ? "engaged" : "released"} for ${book ?? "every book"}`);
+            this.refreshRisk();
+          }
         } else if (action === "deploy-start" || action === "deploy-stop") {
           await this.session.post(`/deployments/${encodeURIComponent(name)}/${action.slice(7)}`);
         } else if (action === "deploy-scale") {
