@@ -111,6 +111,15 @@ class FileJournal:
         self._appended += 1
         return seq
 
+    def sync(self) -> None:
+        try:
+            _sync(self._fd)
+        except OSError as err:
+            self._failures += 1
+            raise JournalWriteError(
+                f"journal {self.stream}: {self.path} could not be synced: {err.strerror}"
+            ) from err
+
     def replay(self, after: int = 0, record_type: Any = Any) -> Iterator[JournalEntry[Any]]:
         decoder = entry_decoder(record_type)
         remaining = self._size  # only what this writer knows is complete

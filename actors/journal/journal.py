@@ -68,6 +68,10 @@ class Journal(Protocol):
         """
         ...
 
+    def sync(self) -> None:
+        """Make every record appended so far durable, as a synced `append` would (group commit)."""
+        ...
+
     def replay(self, after: int = 0, record_type: Any = Any) -> Iterator[JournalEntry[Any]]:
         """Entries with seq > `after`, oldest first, their records decoded as `record_type`."""
         ...

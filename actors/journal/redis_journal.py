@@ -103,6 +103,9 @@ class RedisJournal:
         self._appended += 1
         return seq
 
+    def sync(self) -> None:
+        """Nothing to do: durability is the server's appendfsync policy."""
+
     def replay(self, after: int = 0, record_type: Any = Any) -> Iterator[JournalEntry[Any]]:
         decoder = entry_decoder(record_type)
         start = f"({_entry_id(after)}" if after else "-"
