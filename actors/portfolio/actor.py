@@ -158,7 +158,8 @@ class PaperPortfolioActor:
         self._portfolio = PaperPortfolio(
             config.portfolio,
             lookup,
-            journal=self._journal.append,
+            journal=functools.partial(self._journal.append, sync=False),
+            journal_sync=self._journal.sync,
             allow_short_delivery=config.risk.allow_short_delivery,
             partial_fills=config.sim.partial_fills,
             max_order_qty=config.risk.max_order_qty,

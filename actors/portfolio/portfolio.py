@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 
@@ -99,6 +100,31 @@ _MAX_FOLLOW_UPS = 10_000
 
 InstrumentLookup = Callable[[str], InstrumentSpec | None]
 JournalAppend = Callable[[AnyRecord], object]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _group_commit(
+    method: Callable[Concatenate[PaperPortfolio, P], R],
+) -> Callable[Concatenate[PaperPortfolio, P], R]:
+    """Make what a call journaled durable before it returns: one sync per call, not per record.
+
+    Records are written as they are made (so a crashed process loses nothing it applied); what the
+    caller is told, and the events it drains, come after the sync.
+    """
+
+    @functools.wraps(method)
+    def durable(self: PaperPortfolio, *args: P.args, **kwargs: P.kwargs) -> R:
+        self._depth += 1
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._depth -= 1
+            if self._depth == 0 and self._unsynced and self._journal_sync is not None:
+                self._unsynced = False
+                self._journal_sync()
+
+    return durable
 
 
 class PortfolioError(ShardlineError, ValueError):
@@ -153,7 +179,10 @@ class PaperPortfolio:
     instruments
         ``key -> InstrumentSpec | None`` (or a mapping); an unknown key is refused with its name.
     journal
-        Called with each record before it takes effect; it must raise if the record is not durable.
+        Called with each record before it takes effect; it must raise if the record cannot be written.
+    journal_sync
+        Makes what `journal` wrote durable; called once at the end of each call that journaled
+        (group commit). Without it, `journal` must make each record durable itself.
     allow_short_delivery
         Allow selling equity for DELIVERY beyond what the book holds (exchanges do not).
     partial_fills
@@ -169,6 +198,7 @@ class PaperPortfolio:
         instruments: InstrumentLookup | Mapping[str, InstrumentSpec],
         *,
         journal: JournalAppend | None = None,
+        journal_sync: Callable[[], object] | None = None,
         allow_short_delivery: bool = False,
         partial_fills: bool = False,
         max_order_qty: int | None = None,
@@ -177,6 +207,9 @@ class PaperPortfolio:
         self.config = config
         self._lookup: InstrumentLookup = instruments.get if isinstance(instruments, Mapping) else instruments
         self._journal = journal
+        self._journal_sync = journal_sync
+        self._unsynced = False
+        self._depth = 0  # nesting of public calls: only the outermost syncs
         self._charge_model = ChargeModel.for_plan(config.broker_plan)
         self._margin = MarginPolicy.from_fractions(
             config.intraday_margin_fraction, config.fno_margin_fraction
@@ -208,6 +241,7 @@ class PaperPortfolio:
 
     # =============================================================================== the venue
 
+    @_group_commit
     def submit(self, request: OrderRequest, ts_ns: int) -> OrderUpdate:
         """Accept or refuse an order, match it against the current quote, and report its state.
 
@@ -226,6 +260,7 @@ class PaperPortfolio:
         self._run_pending(ts_ns)
         return order.update(ts_ns)
 
+    @_group_commit
     def modify(
         self,
         client_order_id: str,
@@ -245,6 +280,7 @@ class PaperPortfolio:
         self._run_pending(ts_ns)
         return order.update(ts_ns)
 
+    @_group_commit
     def cancel(self, client_order_id: str, ts_ns: int, reason: str = "cancelled by the user") -> OrderUpdate:
         self.advance_clock(ts_ns)
         order = self._order(client_order_id)
@@ -256,6 +292,7 @@ class PaperPortfolio:
         self._run_pending(ts_ns)
         return order.update(ts_ns)
 
+    @_group_commit
     def on_quote(self, quote: MarketQuote) -> None:
         """A new market for one instrument: match resting orders, trail and fire stops, fire GTTs."""
         spec = self._lookup(quote.instrument)
@@ -274,6 +311,7 @@ class PaperPortfolio:
         self._check_brackets(quote.instrument, quote.ltp, ts_ns)
         self._check_gtts(quote.instrument, quote.ltp, ts_ns)
 
+    @_group_commit
     def advance_clock(self, ts_ns: int) -> None:
         """Time passes: start a new session, square off intraday, settle expiries, expire GTTs."""
         now = ist(ts_ns)
@@ -306,6 +344,7 @@ class PaperPortfolio:
 
     # ====================================================================== manual-trading API
 
+    @_group_commit
     def square_off(self, book: str, ts_ns: int, instrument: str | None = None) -> list[OrderUpdate]:
         """Close a book's positions (one instrument, or all) at market.
 
@@ -317,6 +356,7 @@ class PaperPortfolio:
         self._run_pending(ts_ns)
         return [order.update(ts_ns) for order in exits]
 
+    @_group_commit
     def flatten(self, book: str | None, ts_ns: int) -> list[OrderUpdate]:
         """The kill switch: square off every instrument of one book, or of every book."""
         self.advance_clock(ts_ns)
@@ -327,6 +367,7 @@ class PaperPortfolio:
         self._run_pending(ts_ns)
         return [order.update(ts_ns) for order in exits]
 
+    @_group_commit
     def gtt_create(
         self,
         *,
@@ -375,6 +416,7 @@ class PaperPortfolio:
         self._commit(GttCreated(ts_ns=ts_ns, rule=rule))
         return GttView.of(self._state.gtts[gtt_id])
 
+    @_group_commit
     def gtt_modify(
         self,
         gtt_id: str,
@@ -411,6 +453,7 @@ class PaperPortfolio:
         self._commit(GttModified(ts_ns=ts_ns, rule=changed))
         return GttView.of(state)
 
+    @_group_commit
     def gtt_cancel(self, gtt_id: str, ts_ns: int) -> GttView:
         self.advance_clock(ts_ns)
         state = self._gtt(gtt_id)
@@ -428,6 +471,7 @@ class PaperPortfolio:
             if (book is None or state.rule.book == book) and (state.is_active or not active_only)
         ]
 
+    @_group_commit
     def bracket_place(
         self,
         *,
@@ -494,6 +538,7 @@ class PaperPortfolio:
             self._check_brackets(instrument, quote.ltp, ts_ns)
         return BracketView.of(self._state.brackets[bracket_id])
 
+    @_group_commit
     def bracket_modify(
         self,
         bracket_id: str,
@@ -536,6 +581,7 @@ class PaperPortfolio:
         self._run_pending(ts_ns)
         return BracketView.of(bracket)
 
+    @_group_commit
     def bracket_cancel(self, bracket_id: str, ts_ns: int) -> BracketView:
         """Cancel the unfilled entry. Before any fill that cancels the bracket; after one, the exits
         stay to protect what filled (square off to exit it)."""
@@ -553,6 +599,7 @@ class PaperPortfolio:
         self._run_pending(ts_ns)
         return BracketView.of(bracket)
 
+    @_group_commit
     def bracket_square_off(self, bracket_id: str, ts_ns: int) -> BracketView:
         """Exit a bracket at market: the remaining leg and any unfilled entry are cancelled first."""
         self.advance_clock(ts_ns)
@@ -682,6 +729,7 @@ class PaperPortfolio:
 
     # ================================================================================== restore
 
+    @_group_commit
     def restore(self, records: Iterable[AnyRecord | Mapping[str, Any]]) -> int:
         """Rebuild from a journal (records or their builtin form) into this fresh portfolio.
 
@@ -1283,6 +1331,7 @@ class PaperPortfolio:
         """Journal a record, then apply it: nothing changes until it is durable."""
         if self._journal is not None:
             self._journal(record)
+            self._unsynced = True
         applied = self._state.apply(record)
         if applied.update is not None:
             self._events.append(applied.update)

@@ -381,3 +381,27 @@ def test_summary_fractions_stay_exact(desk: Desk) -> None:
     assert view.avg_price == Fraction(30_200, 3)
     assert view.realized_pnl == Fraction(400, 3)
     assert view.realized_pnl + view.unrealized_pnl == -10_000 - 20_200 + 10_200 + 2 * 10_200
+
+
+def test_each_call_syncs_the_journal_once_after_its_records() -> None:
+    from test_portfolio_support import INSTRUMENTS, config
+
+    from actors.orders import OrderRequest
+    from actors.portfolio.portfolio import MarketQuote, PaperPortfolio
+
+    written: list[str] = []
+    portfolio = PaperPortfolio(
+        config(),
+        INSTRUMENTS,
+        journal=lambda record: written.append(type(record).__name__),
+        journal_sync=lambda: written.append("sync"),
+    )
+    portfolio.on_quote(MarketQuote(instrument=SBIN.key, ltp=80_000, bid=79_990, ask=80_010, ts_ns=at(10)))
+    assert written == ["SessionStarted", "sync"]
+    written.clear()
+    request = OrderRequest(client_order_id="g1", book="manual", instrument=SBIN.key, side=BUY, quantity=1)
+    portfolio.submit(request, at(10, 1))
+    assert written == ["OrderAccepted", "OrderWorking", "OrderFilled", "sync"]
+    written.clear()
+    portfolio.on_quote(MarketQuote(instrument=SBIN.key, ltp=80_100, ts_ns=at(10, 2)))
+    assert written == []  # nothing changed, nothing to sync
