@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "actors.angel.cli",
     "actors.router.cli",
     "actors.execution.cli",
+    "actors.portfolio.cli",
     "serve.cli",
     "cluster.deploy_cli",
     "cluster.research_cli",
