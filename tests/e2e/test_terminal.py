@@ -21,6 +21,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 RESULTS = "[...document.querySelectorAll('#search-results li')]"
+TICKET_ERROR = "document.querySelector('#ticket-error')"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -229,9 +230,7 @@ def test_a_trading_session_in_the_browser(browser: Any, terminal_url: str, strea
         page.keyboard.press("Enter")
         page.wait_for_selector("#ticket-confirm:not([hidden])")
         page.keyboard.press("Enter")
-        t.wait(
-            "() => !document.querySelector('#ticket').open || document.querySelector('#ticket-error').textContent"
-        )
+        t.wait(f"() => !document.querySelector('#ticket').open || {TICKET_ERROR}.textContent")
         if not page.is_visible("#ticket[open]"):
             break
         # The venue refuses a trigger equal to its last price (it would fire at once): one tick higher.
