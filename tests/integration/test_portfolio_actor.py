@@ -49,7 +49,14 @@ def quote(spec: InstrumentSpec, ltp: int, bid: int = 0, ask: int = 0, **depth: i
 class Venue:
     """A portfolio actor named for one test, with its own journal, on a clock set to a session hour."""
 
-    def __init__(self, config: ShardlineConfig, *, start: int = ist(10, 0), execution: str = "none") -> None:
+    def __init__(
+        self,
+        config: ShardlineConfig,
+        *,
+        start: int = ist(10, 0),
+        execution: str = "none",
+        publish: bool = False,
+    ) -> None:
         n = next(_names)
         self.name = f"portfolio-it-{n}"
         self.actor: Any = (
@@ -61,7 +68,7 @@ class Venue:
                 execution=execution,
                 instruments=INSTRUMENTS,
                 clock=ShiftedClock(start),
-                publish=False,
+                publish=publish,
             )
         )
 
@@ -268,3 +275,37 @@ def test_the_heartbeat_squares_off_intraday_at_the_configured_time(
     )
     exit_trade = venue("trades")[-1]
     assert (exit_trade.side, exit_trade.quantity, exit_trade.price) == (Side.SELL, 10, 79_995)
+
+
+def test_orders_the_venue_places_itself_reach_the_terminal_hub(
+    make_venue: Callable[..., Venue], wait_until: Callable[..., Any]
+) -> None:
+    from serve.hub import get_or_create_hub_actor
+
+    hub = get_or_create_hub_actor()
+    venue = make_venue(publish=True)
+    venue.market(quote(SBIN, 80_000, 79_995, 80_005))
+    placed = venue(
+        "bracket_place", book="manual", instrument=SBIN.key, side="BUY", quantity=10, product="INTRADAY",
+        entry_type="MARKET", stop_loss=78_000, target=83_000,
+    )  # fmt: skip
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def published() -> bool:
+        _, updates = ray.get(hub.poll.remote(0, 1.0))
+        seen.update({(u.channel, u.key): u.data for u in updates})
+        return ("orders", placed.entry_order_id) in seen and (
+            "positions",
+            f"manual|{SBIN.key}|INTRADAY",
+        ) in seen
+
+    wait_until(published, 30, "the bracket's orders and position on the hub")
+    entry = seen["orders", placed.entry_order_id]
+    assert (entry["status"], entry["side"], entry["tag"], entry["avg_price"]) == (
+        "FILLED",
+        "BUY",
+        "BRK-1",
+        80_005,
+    )
+    position = seen["positions", f"manual|{SBIN.key}|INTRADAY"]
+    assert (position["quantity"], position["avg_price"]) == (10, 80_005)
