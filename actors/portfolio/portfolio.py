@@ -657,7 +657,12 @@ class PaperPortfolio:
     def watched_instruments(self) -> set[str]:
         """Instruments whose quotes can change something: working orders, positions, rules, brackets."""
         keys = {o.request.instrument for o in self._state.orders.values() if o.is_active}
-        keys.update(p.instrument for p in self._state.positions if p.quantity)
+        for position in self._state.positions:
+            if position.quantity:
+                keys.add(position.instrument)
+                spec = self._lookup(position.instrument)
+                if spec is not None and spec.underlying:  # an option settles against it at expiry
+                    keys.add(spec.underlying)
         keys.update(self._state.active_gtts)
         keys.update(self._state.live_brackets)
         return keys

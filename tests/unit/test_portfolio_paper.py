@@ -405,3 +405,12 @@ def test_each_call_syncs_the_journal_once_after_its_records() -> None:
     written.clear()
     portfolio.on_quote(MarketQuote(instrument=SBIN.key, ltp=80_100, ts_ns=at(10, 2)))
     assert written == []  # nothing changed, nothing to sync
+
+
+def test_watched_instruments_include_what_settles_an_option(desk: Desk) -> None:
+    desk.quote(NIFTY_CE, ltp=12_050, bid=12_045, ask=12_050)
+    desk.quote(SBIN, ltp=80_000, bid=79_990, ask=80_010)
+    assert desk.portfolio.watched_instruments() == set()
+    desk.order(NIFTY_CE, BUY, 65, product=Product.CARRYFORWARD)
+    desk.order(SBIN, BUY, 1, order_type=OrderType.LIMIT, price=70_000)
+    assert desk.portfolio.watched_instruments() == {NIFTY_CE.key, NIFTY.key, SBIN.key}
