@@ -414,3 +414,18 @@ def test_watched_instruments_include_what_settles_an_option(desk: Desk) -> None:
     desk.order(NIFTY_CE, BUY, 65, product=Product.CARRYFORWARD)
     desk.order(SBIN, BUY, 1, order_type=OrderType.LIMIT, price=70_000)
     assert desk.portfolio.watched_instruments() == {NIFTY_CE.key, NIFTY.key, SBIN.key}
+
+
+def test_restore_needs_a_fresh_portfolio_and_readable_records(desk: Desk) -> None:
+    from test_portfolio_support import INSTRUMENTS
+
+    from actors.portfolio.portfolio import PaperPortfolio
+    from actors.portfolio.records import decode_record
+
+    desk.quote(SBIN, ltp=80_000, bid=79_990, ask=80_010)
+    with pytest.raises(PortfolioError, match="restore needs a fresh portfolio"):
+        desk.portfolio.restore([])
+    with pytest.raises(ValueError, match="unreadable portfolio journal record"):
+        decode_record({"kind": "order_filled", "ts_ns": 1})
+    fresh = PaperPortfolio(desk.config, INSTRUMENTS)
+    assert fresh.restore(desk.journal) == len(desk.journal)
