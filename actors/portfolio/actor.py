@@ -248,6 +248,13 @@ class PaperPortfolioActor:
             reason=update.reason,
         )
 
+    async def apply_fill(self, fill: Fill) -> TradeView | None:
+        """Book a fill made elsewhere (live trading's broker fills) into positions and P&L."""
+        self._start()
+        trade = self._portfolio.apply_fill(fill)
+        self._deliver()
+        return trade
+
     # -- quotes --------------------------------------------------------------------------------
 
     async def on_quotes(self, quotes: Any) -> int:

@@ -27,7 +27,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import msgspec
 
-from actors.orders import OrderRequest, OrderStatus, OrderType, OrderUpdate, Product, Side, Validity
+from actors.orders import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Product, Side, Validity
 from actors.portfolio.brackets import Bracket, BracketError, BracketSpec, BracketStatus, check_levels
 from actors.portfolio.charges import NO_CHARGES, ChargeModel, Charges
 from actors.portfolio.gtt import (
@@ -51,6 +51,7 @@ from actors.portfolio.records import (
     BracketModified,
     BracketPlaced,
     BracketStopMoved,
+    FillBooked,
     GttClosed,
     GttCreated,
     GttModified,
@@ -291,6 +292,31 @@ class PaperPortfolio:
         self._cancel_order(order, ts_ns, reason)
         self._run_pending(ts_ns)
         return order.update(ts_ns)
+
+    @_group_commit
+    def apply_fill(self, fill: Fill) -> TradeView | None:
+        """Book a fill made elsewhere (a broker in live trading, another venue) into the accounts.
+
+        Charges come from this portfolio's model; a trade id already booked is ignored (None), so
+        a fill delivered twice counts once.
+        """
+        if fill.trade_id in self._state.trade_ids:
+            return None
+        spec = self._spec(fill.instrument)
+        if fill.quantity <= 0 or fill.price <= 0:
+            raise PortfolioError(f"fill {fill.trade_id}: quantity and price must be positive")
+        problem = spec.product_error(fill.product)
+        if problem:
+            raise PortfolioError(f"fill {fill.trade_id}: {problem}")
+        self.advance_clock(fill.ts_ns)
+        before = sum(
+            t.quantity * t.price for t in self._state.trades if t.client_order_id == fill.client_order_id
+        )
+        charges = self._charge_model.for_fill(
+            spec, fill.product, fill.side, fill.quantity, fill.price, before
+        )
+        self._commit(FillBooked(ts_ns=fill.ts_ns, fill=fill, charges=charges))
+        return TradeView.of(self._state.trades[-1])
 
     @_group_commit
     def on_quote(self, quote: MarketQuote) -> None:

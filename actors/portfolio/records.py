@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from actors.orders import OrderRequest, OrderStatus, OrderType, Product, Side
+from actors.orders import Fill, OrderRequest, OrderStatus, OrderType, Product, Side
 from actors.portfolio.brackets import BracketSpec, BracketStatus
 from actors.portfolio.charges import Charges
 from actors.portfolio.gtt import GttRule, GttStatus, LegRole
@@ -99,6 +99,13 @@ class PositionSettled(Record, tag="position_settled", frozen=True):
     reason: str
 
 
+class FillBooked(Record, tag="fill_booked", frozen=True):
+    """A fill made elsewhere (a broker, another venue), booked into the accounts with its charges."""
+
+    fill: Fill
+    charges: Charges
+
+
 class SessionStarted(Record, tag="session_started", frozen=True):
     """A new trading day: open quantities become overnight quantities."""
 
@@ -161,6 +168,7 @@ AnyRecord = (
     | OrderModified
     | OrderCancelled
     | PositionSettled
+    | FillBooked
     | SessionStarted
     | SquareOffStarted
     | GttCreated

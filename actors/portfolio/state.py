@@ -24,6 +24,7 @@ from actors.portfolio.records import (
     BracketModified,
     BracketPlaced,
     BracketStopMoved,
+    FillBooked,
     GttClosed,
     GttCreated,
     GttModified,
@@ -152,6 +153,7 @@ class PortfolioState:
     session: date | None = None
     squared_off: date | None = None
     # Ids of active GTT rules and live brackets per instrument, so a quote looks at its own only.
+    trade_ids: set[str] = field(default_factory=set)
     active_gtts: dict[str, list[str]] = field(default_factory=dict)
     live_brackets: dict[str, list[str]] = field(default_factory=dict)
 
@@ -216,6 +218,35 @@ class PortfolioState:
                 )
             case PositionSettled():
                 return self._settled(record)
+            case FillBooked():
+                fill = record.fill
+                realized = self._book(
+                    fill.book,
+                    fill.instrument,
+                    fill.product,
+                    fill.side,
+                    fill.quantity,
+                    fill.price,
+                    record.charges,
+                )
+                self.trades.append(
+                    Trade(
+                        trade_id=fill.trade_id,
+                        client_order_id=fill.client_order_id,
+                        venue_order_id=fill.venue_order_id,
+                        book=fill.book,
+                        instrument=fill.instrument,
+                        side=fill.side,
+                        quantity=fill.quantity,
+                        price=fill.price,
+                        product=fill.product,
+                        ts_ns=fill.ts_ns,
+                        charges=record.charges,
+                        realized_pnl=realized,
+                        reason="booked",
+                    )
+                )
+                self.trade_ids.add(fill.trade_id)
             case SessionStarted():
                 for position in self.positions:
                     position.roll_session()
@@ -325,6 +356,7 @@ class PortfolioState:
             request.book, request.instrument, request.product, request.side, record.quantity, record.price,
             record.charges,
         )  # fmt: skip
+        self.trade_ids.add(record.trade_id)
         self.trades.append(
             Trade(
                 trade_id=record.trade_id,
@@ -377,6 +409,7 @@ class PortfolioState:
             record.charges,
         )
         client_order_id = f"settle-{record.trade_id}"
+        self.trade_ids.add(record.trade_id)
         self.trades.append(
             Trade(
                 trade_id=record.trade_id,

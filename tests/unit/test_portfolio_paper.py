@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from fractions import Fraction
 
+import msgspec
 import pytest
 from test_portfolio_support import INFY, NIFTY, NIFTY_CE, NIFTY_FUT, NIFTY_PE, SBIN, Desk, at
 
@@ -429,3 +430,27 @@ def test_restore_needs_a_fresh_portfolio_and_readable_records(desk: Desk) -> Non
         decode_record({"kind": "order_filled", "ts_ns": 1})
     fresh = PaperPortfolio(desk.config, INSTRUMENTS)
     assert fresh.restore(desk.journal) == len(desk.journal)
+
+
+def test_fills_made_elsewhere_are_booked_once(desk: Desk) -> None:
+    from actors.orders import Fill
+
+    def fill(trade_id: str, side: Side, quantity: int, price: int) -> Fill:
+        return Fill(
+            client_order_id="live-1", venue_order_id="AB123", trade_id=trade_id, book="manual",
+            instrument=SBIN.key, side=side, quantity=quantity, price=price, product=Product.INTRADAY,
+            ts_ns=desk.tick(),
+        )  # fmt: skip
+
+    first = desk.portfolio.apply_fill(fill("x1", BUY, 50, 80_000))
+    assert first is not None
+    # Half of the worked example's 100-share buy: brokerage 0.03% of ₹40,000 = 1200 paise.
+    assert first.charge_breakdown["brokerage"] == 1200
+    second = desk.portfolio.apply_fill(fill("x2", BUY, 50, 80_000))
+    assert second is not None and second.charge_breakdown["brokerage"] == 800  # the ₹20 cap, once per order
+    assert desk.portfolio.apply_fill(fill("x2", BUY, 50, 80_000)) is None  # delivered twice, booked once
+    assert desk.portfolio.positions()[0].quantity == 100
+    assert desk.portfolio.drain_events() == []  # the fill's owner already knows
+    with pytest.raises(PortfolioError, match="unknown instrument 'NSE:1'"):
+        desk.portfolio.apply_fill(msgspec.structs.replace(fill("x3", SELL, 1, 80_000), instrument="NSE:1"))
+    assert desk.restarted().snapshot() == desk.portfolio.snapshot()
