@@ -44,7 +44,7 @@ TRADING_SECONDS_PER_YEAR = 252 * (6 * 3600 + 15 * 60)
 IST = timezone(timedelta(hours=5, minutes=30), "IST")
 
 # Sampling periods chosen from when none is given: the first that keeps the curve within
-# MAX_SAMPLES points over the data's span.
+# MAX_SAMPLES points.
 NICE_PERIODS_S = (1, 5, 15, 60, 300, 900, 3600, 86_400)
 MAX_SAMPLES = 2_000
 
@@ -217,11 +217,12 @@ def _paisa(value: Decimal | Fraction) -> Decimal:
 # ----------------------------------------------------------------------------------- the curve
 
 
-def choose_period_s(span_ns: int) -> int:
-    """The shortest `NICE_PERIODS_S` that keeps a curve over `span_ns` within `MAX_SAMPLES` points."""
-    span_s = max(span_ns, 0) / 1e9
+def choose_period_s(event_ts_ns: np.ndarray) -> int:
+    """The shortest of `NICE_PERIODS_S` whose busy periods (those with events) number at most
+    `MAX_SAMPLES`, so a curve over months of sessions is hourly, not daily."""
+    ts = np.asarray(event_ts_ns, dtype=np.int64)
     for period in NICE_PERIODS_S:
-        if span_s / period <= MAX_SAMPLES:
+        if len(np.unique(ts // (period * 1_000_000_000))) <= MAX_SAMPLES:
             return period
     return NICE_PERIODS_S[-1]
 
@@ -442,7 +443,7 @@ def performance(
     events += [series.ts_ns for series in marks.values()]
     all_ts = np.concatenate(events) if events else np.zeros(0, dtype=np.int64)
     if period_s is None:
-        period_s = choose_period_s(int(all_ts.max() - all_ts.min()) if len(all_ts) else 0)
+        period_s = choose_period_s(all_ts)
     if period_s <= 0:
         raise ReportError(f"the sampling period must be positive, not {period_s} s")
     at = sample_times(all_ts, int(period_s * 1e9))
@@ -478,9 +479,12 @@ def performance(
 
 
 def _when(ts_ns: int | None) -> str:
+    """IST time to the millisecond, truncated (never rounded into the next second or day)."""
     if ts_ns is None:
         return ""
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).astimezone(IST).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    seconds, ns = divmod(int(ts_ns), 1_000_000_000)
+    moment = datetime.fromtimestamp(seconds, UTC).astimezone(IST)
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{ns // 1_000_000:03d}"
 
 
 TRADE_COLUMNS = (

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cluster.backtest_report import (
@@ -201,20 +201,28 @@ def test_samples_are_the_last_event_of_each_busy_period() -> None:
         sample_times(ts, 0)
 
 
+def _sessions(days: int, step_s: int) -> np.ndarray:
+    """Event times through 09:15-15:30 IST (03:45-10:00 UTC) on `days` consecutive days."""
+    day = np.arange(days, dtype=np.int64)[:, None] * 86_400
+    within = np.arange(0, 22_500, step_s, dtype=np.int64)[None, :]
+    return ((day + 13_500 + within).ravel() + 1_772_323_200) * S
+
+
 @pytest.mark.parametrize(
-    ("span_s", "period"),
+    ("events", "period"),
     [
-        (0, 1),
-        (1_999, 1),
-        (2_001, 5),
-        (6.25 * 3600, 15),
-        (20 * 86_400, 900),
-        (30 * 86_400, 3600),
-        (10**9, 86_400),
+        (np.zeros(0, dtype=np.int64), 1),
+        (np.arange(2_000) * S, 1),
+        (np.arange(2_001) * S, 5),
+        (_sessions(1, 1), 15),  # one session, every second: 22,500 s in 15 s periods is 1,500
+        (_sessions(60, 60), 900),  # 60 sessions of minute bars: 25 busy quarter hours a day is 1,500
+        (_sessions(400, 300), 86_400),  # 400 sessions: 2,800 busy hours, so daily
     ],
 )
-def test_the_chosen_period_keeps_the_curve_small(span_s: float, period: int) -> None:
-    assert choose_period_s(int(span_s * S)) == period
+def test_the_chosen_period_keeps_the_curve_small_counting_busy_periods_only(
+    events: np.ndarray, period: int
+) -> None:
+    assert choose_period_s(events) == period
 
 
 @pytest.mark.parametrize(
@@ -233,6 +241,7 @@ def test_bad_input_is_refused_with_a_reason(make: object, message: str) -> None:
         make()  # type: ignore[operator]
 
 
+@settings(deadline=None)  # a shared machine's pauses are not the code's
 @given(
     st.lists(
         st.tuples(st.sampled_from(["BUY", "SELL"]), st.integers(1, 50), st.integers(1, 2_000)),

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from nautilus_trader.model.data import QuoteTick, TradeTick
 from nautilus_trader.persistence.catalog import ParquetDataCatalog
@@ -161,6 +161,7 @@ def test_an_empty_recording_still_leaves_the_instruments(tmp_path: Path) -> None
     assert len(ParquetDataCatalog(str(tmp_path)).instruments()) == len(INSTRUMENTS)
 
 
+@settings(deadline=None)  # a shared machine's pauses are not the code's
 @given(
     st.lists(st.integers(0, 50), min_size=1, max_size=200),
     st.integers(1, 50),
