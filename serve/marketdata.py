@@ -132,8 +132,9 @@ class BrokerMarketData:
                     "oi": quote.oi,
                     "upper_circuit": quote.upper_circuit,
                     "lower_circuit": quote.lower_circuit,
-                    "bids": [list(level) for level in quote.bids],
-                    "asks": [list(level) for level in quote.asks],
+                    # Levels as named fields, so the edge converts their prices like any other.
+                    "bids": [{"price": p, "quantity": q, "orders": o} for p, q, o in quote.bids],
+                    "asks": [{"price": p, "quantity": q, "orders": o} for p, q, o in quote.asks],
                 }
                 self._quotes.put(quote.instrument, data, self._clock())
                 self._closes.put(quote.instrument, quote.close, self._clock())

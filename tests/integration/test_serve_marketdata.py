@@ -80,8 +80,9 @@ async def test_quotes_carry_five_levels_and_closes_are_cached(desk: BrokerMarket
     for key, quote in quotes.items():
         bids, asks = quote["bids"], quote["asks"]
         assert 0 < len(bids) <= 5 and 0 < len(asks) <= 5, key
-        assert bids[0][0] < asks[0][0]
-        assert [b[0] for b in bids] == sorted((b[0] for b in bids), reverse=True)
+        assert bids[0]["price"] < asks[0]["price"]
+        assert [b["price"] for b in bids] == sorted((b["price"] for b in bids), reverse=True)
+        assert all(level["quantity"] > 0 for level in bids + asks)
         assert quote["close"] > 0
     before = rest_calls(sim)
     closes = await desk.closes(keys)

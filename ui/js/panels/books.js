@@ -5,6 +5,10 @@ import { confirmAction } from "./dialogs.js";
 import { describeError, toast } from "./toasts.js";
 
 const ACTIVE = new Set(["PENDING", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED"]);
+// Strategies can place thousands of orders a day: the books render the most recent rows only
+// (everything stays available from the REST API).
+const MAX_ROWS = 200;
+const MANUAL = "manual";
 const TABS = ["positions", "orders", "trades", "gtt", "brackets", "deployments", "risk"];
 
 function table(el, head, rows, empty) {
@@ -108,7 +112,7 @@ export class Books {
     if (known) return known.symbol;
     if (!this.symbols.has(key)) {
       this.symbols.set(key, key);
-      this.store.instrument(key).then(() => this._renderAll()).catch(() => {});
+      this.store.instrument(key).then(() => this._renderAll(), () => {});
     }
     return key;
   }
@@ -124,8 +128,11 @@ export class Books {
       const before = this.orders.get(update.client_order_id);
       if (before && (before.ts_ns ?? 0) > (update.ts_ns ?? 0)) return; // an older state arriving late
       this.orders.set(update.client_order_id, { ...before, ...update });
-      this._announce(before, update);
-      this._scheduleRefresh();
+      if (update.book === MANUAL) {
+        // Toasts and list refreshes follow the trader's own book; strategies' orders are in the book.
+        this._announce(before, update);
+        this._scheduleRefresh();
+      }
     }
     schedule("orders", () => this._renderOrders(), arrivedAt);
   }
@@ -144,8 +151,11 @@ export class Books {
   }
 
   _renderOrders() {
+    const allBooks = document.getElementById("orders-all-books")?.checked;
     const rows = [...this.orders.values()]
+      .filter((o) => allBooks || o.book === MANUAL)
       .sort((a, b) => (b.ts_ns ?? 0) - (a.ts_ns ?? 0))
+      .slice(0, MAX_ROWS)
       .map((o) => {
         const active = ACTIVE.has(o.status);
         const id = escapeHtml(o.client_order_id);
@@ -154,7 +164,8 @@ export class Books {
           : "";
         return (
           `<tr data-id="${id}" aria-selected="${o.client_order_id === this.selectedOrder}">` +
-          `<td>${clock(o.ts_ns)}</td><td>${id}</td><td>${escapeHtml(this.symbol(o.instrument))}</td>` +
+          `<td>${clock(o.ts_ns)}</td><td>${id}</td><td class="muted">${escapeHtml(o.book)}</td>` +
+          `<td>${escapeHtml(this.symbol(o.instrument))}</td>` +
           `<td class="${o.side === "BUY" ? "up" : "down"}">${escapeHtml(o.side ?? "")}</td>` +
           `<td>${escapeHtml(o.order_type ?? "")}</td>` +
           `<td class="num">${quantity(o.filled_quantity)}/${quantity(o.quantity)}</td>` +
@@ -166,9 +177,9 @@ export class Books {
       });
     table(
       document.getElementById("orders"),
-      [["Time"], ["Id"], ["Instrument"], ["Side"], ["Type"], ["Qty", "num"], ["Price", "num"], ["Avg", "num"], ["Status"], ["Reason"], [""]],
+      [["Time"], ["Id"], ["Book"], ["Instrument"], ["Side"], ["Type"], ["Qty", "num"], ["Price", "num"], ["Avg", "num"], ["Status"], ["Reason"], [""]],
       rows,
-      "No orders today",
+      allBooks ? "No orders today" : "No manual orders today",
     );
   }
 
@@ -253,15 +264,19 @@ export class Books {
   // Trades, GTT, brackets (fetched: they change only when orders do) ---------------------------------
 
   _scheduleRefresh() {
-    clearTimeout(this._refreshTimer);
-    this._refreshTimer = setTimeout(() => this.refreshLists(), 300);
+    // At most one refresh in flight and one a second.
+    if (this._refreshTimer) return;
+    this._refreshTimer = setTimeout(async () => {
+      await this.refreshLists();
+      this._refreshTimer = null;
+    }, 1000);
   }
 
   async refreshLists() {
     const [trades, gtts, brackets] = await Promise.all([
-      this.session.get("/trades").catch(() => null),
-      this.session.get("/gtt").catch(() => null),
-      this.session.get("/brackets").catch(() => null),
+      this.session.get(`/trades?book=${MANUAL}`).catch(() => null),
+      this.session.get(`/gtt?book=${MANUAL}`).catch(() => null),
+      this.session.get(`/brackets?book=${MANUAL}`).catch(() => null),
     ]);
     if (trades) this.trades = trades;
     if (gtts) this.gtts = gtts;
@@ -270,7 +285,7 @@ export class Books {
   }
 
   _renderLists() {
-    const trades = (this.trades ?? []).slice().reverse().map(
+    const trades = (this.trades ?? []).slice(-MAX_ROWS).reverse().map(
       (t) =>
         `<tr><td>${clock(t.ts_ns)}</td><td>${escapeHtml(t.trade_id)}</td><td>${escapeHtml(this.symbol(t.instrument))}</td>` +
         `<td class="${t.side === "BUY" ? "up" : "down"}">${escapeHtml(t.side)}</td><td class="num">${quantity(t.quantity)}</td>` +
@@ -283,7 +298,7 @@ export class Books {
       "No trades today",
     );
     const canTrade = this.session.can("trade");
-    const gtts = (this.gtts ?? []).slice().reverse().map((g) => {
+    const gtts = (this.gtts ?? []).slice(-MAX_ROWS).reverse().map((g) => {
       const legs = (g.legs ?? []).map((l) => `${escapeHtml(l.role)} ${rupees(l.trigger_price)} → ${rupees(l.price)}`).join("<br>");
       const action = g.status === "ACTIVE" && canTrade ? `<button data-action="gtt-cancel" data-id="${escapeHtml(g.gtt_id)}">Cancel</button>` : "";
       return (
@@ -298,7 +313,7 @@ export class Books {
       gtts,
       "No GTT rules",
     );
-    const brackets = (this.brackets ?? []).slice().reverse().map((b) => {
+    const brackets = (this.brackets ?? []).slice(-MAX_ROWS).reverse().map((b) => {
       const live = b.status === "PENDING" || b.status === "ACTIVE";
       const action = live && canTrade ? `<button data-action="bracket-cancel" data-id="${escapeHtml(b.bracket_id)}">Cancel</button>` : "";
       return (
@@ -357,7 +372,7 @@ export class Books {
   _renderAll() {
     schedule("orders", () => this._renderOrders());
     schedule("positions", () => this._renderPositions());
-    this._renderLists();
+    schedule("lists", () => this._renderLists());
   }
 
   // Actions --------------------------------------------------------------------------------------
@@ -402,6 +417,7 @@ export class Books {
       if (tab) this.show(tab);
     });
     document.getElementById("flatten").addEventListener("click", () => this.flatten());
+    document.getElementById("orders-all-books").addEventListener("change", () => schedule("orders", () => this._renderOrders()));
     document.querySelector(".books").addEventListener("click", async (e) => {
       const button = e.target.closest("button[data-action]");
       if (!button) {
