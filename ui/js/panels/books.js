@@ -127,11 +127,18 @@ export class Books {
       const update = message.data;
       const before = this.orders.get(update.client_order_id);
       if (before && (before.ts_ns ?? 0) > (update.ts_ns ?? 0)) return; // an older state arriving late
-      this.orders.set(update.client_order_id, { ...before, ...update });
+      const order = { ...before, ...update };
+      this.orders.set(update.client_order_id, order);
       if (update.book === MANUAL) {
         // Toasts and list refreshes follow the trader's own book; strategies' orders are in the book.
         this._announce(before, update);
         this._scheduleRefresh();
+      }
+      if (!this._visible(order)) return;
+      if (this.orderRows?.has(update.client_order_id)) {
+        const id = update.client_order_id;
+        schedule(`order:${id}`, () => this._updateOrderRow(id), arrivedAt);
+        return;
       }
     }
     schedule("orders", () => this._renderOrders(), arrivedAt);
@@ -150,44 +157,84 @@ export class Books {
     }
   }
 
+  _visible(order) {
+    return order.book === MANUAL || Boolean(document.getElementById("orders-all-books")?.checked);
+  }
+
+  _orderCells(o) {
+    const id = escapeHtml(o.client_order_id);
+    const price = o.price && Number(o.price) ? rupees(o.price) : o.order_type === "MARKET" ? "MKT" : "—";
+    return (
+      `<td>${clock(o.ts_ns)}</td><td>${id}</td><td class="muted">${escapeHtml(o.book)}</td>` +
+      `<td>${escapeHtml(this.symbol(o.instrument))}</td>` +
+      `<td class="${o.side === "BUY" ? "up" : "down"}">${escapeHtml(o.side ?? "")}</td>` +
+      `<td>${escapeHtml(o.order_type ?? "")}</td>` +
+      `<td class="num">${quantity(o.filled_quantity)}/${quantity(o.quantity)}</td>` +
+      `<td class="num">${price}</td><td class="num">${Number(o.avg_price) ? rupees(o.avg_price) : ""}</td>` +
+      `<td><span class="status ${escapeHtml(o.status)}">${escapeHtml(o.status)}</span></td>` +
+      `<td class="muted">${escapeHtml(o.reason ?? "")}</td>`
+    );
+  }
+
+  _orderActions(o) {
+    if (!ACTIVE.has(o.status) || !this.session.can("trade")) return "";
+    const id = escapeHtml(o.client_order_id);
+    return `<button data-action="modify" data-id="${id}">Modify</button> <button data-action="cancel" data-id="${id}">Cancel</button>`;
+  }
+
   _renderOrders() {
     const allBooks = document.getElementById("orders-all-books")?.checked;
-    const rows = [...this.orders.values()]
-      .filter((o) => allBooks || o.book === MANUAL)
+    this.orderRows = new Map();
+    const visible = [...this.orders.values()]
+      .filter((o) => this._visible(o))
       .sort((a, b) => (b.ts_ns ?? 0) - (a.ts_ns ?? 0))
-      .slice(0, MAX_ROWS)
-      .map((o) => {
-        const active = ACTIVE.has(o.status);
-        const id = escapeHtml(o.client_order_id);
-        const actions = active && this.session.can("trade")
-          ? `<button data-action="modify" data-id="${id}">Modify</button> <button data-action="cancel" data-id="${id}">Cancel</button>`
-          : "";
-        return (
-          `<tr data-id="${id}" aria-selected="${o.client_order_id === this.selectedOrder}">` +
-          `<td>${clock(o.ts_ns)}</td><td>${id}</td><td class="muted">${escapeHtml(o.book)}</td>` +
-          `<td>${escapeHtml(this.symbol(o.instrument))}</td>` +
-          `<td class="${o.side === "BUY" ? "up" : "down"}">${escapeHtml(o.side ?? "")}</td>` +
-          `<td>${escapeHtml(o.order_type ?? "")}</td>` +
-          `<td class="num">${quantity(o.filled_quantity)}/${quantity(o.quantity)}</td>` +
-          `<td class="num">${o.price && Number(o.price) ? rupees(o.price) : o.order_type === "MARKET" ? "MKT" : "—"}</td>` +
-          `<td class="num">${Number(o.avg_price) ? rupees(o.avg_price) : ""}</td>` +
-          `<td><span class="status ${escapeHtml(o.status)}">${escapeHtml(o.status)}</span></td>` +
-          `<td class="muted">${escapeHtml(o.reason ?? "")}</td><td>${actions}</td></tr>`
-        );
-      });
+      .slice(0, MAX_ROWS);
+    const rows = visible.map(
+      (o) =>
+        `<tr data-id="${escapeHtml(o.client_order_id)}" aria-selected="${o.client_order_id === this.selectedOrder}">` +
+        `${this._orderCells(o)}<td>${this._orderActions(o)}</td></tr>`,
+    );
+    const el = document.getElementById("orders");
     table(
-      document.getElementById("orders"),
+      el,
       [["Time"], ["Id"], ["Book"], ["Instrument"], ["Side"], ["Type"], ["Qty", "num"], ["Price", "num"], ["Avg", "num"], ["Status"], ["Reason"], [""]],
       rows,
       allBooks ? "No orders today" : "No manual orders today",
     );
+    for (const o of visible) {
+      const tr = el.querySelector(`tr[data-id="${CSS.escape(o.client_order_id)}"]`);
+      if (tr) this.orderRows.set(o.client_order_id, { tr, cells: this._orderCells(o), actions: this._orderActions(o) });
+    }
+  }
+
+  /** Rewrite one order's row in place: its buttons stay put unless whether it can be cancelled changed. */
+  _updateOrderRow(id) {
+    const row = this.orderRows?.get(id);
+    const order = this.orders.get(id);
+    if (!row || !order || !row.tr.isConnected) {
+      this._renderOrders();
+      return;
+    }
+    const cells = this._orderCells(order);
+    if (cells !== row.cells) {
+      const scratch = document.createElement("tbody");
+      scratch.innerHTML = `<tr>${cells}</tr>`;
+      const fresh = [...scratch.firstElementChild.children];
+      [...row.tr.children].slice(0, -1).forEach((td, i) => td.replaceWith(fresh[i]));
+      row.cells = cells;
+    }
+    const actions = this._orderActions(order);
+    if (actions !== row.actions) {
+      row.tr.lastElementChild.innerHTML = actions;
+      row.actions = actions;
+    }
   }
 
   async cancelOrder(id) {
     try {
       const order = await this.session.delete(`/orders/${encodeURIComponent(id)}`);
       this.orders.set(id, { ...this.orders.get(id), ...order });
-      schedule("orders", () => this._renderOrders());
+      schedule(`order:${id}`, () => this._updateOrderRow(id));
     } catch (err) {
       toast("error", `Cancel ${id}: ${describeError(err)}`);
     }
@@ -219,7 +266,7 @@ export class Books {
       if (!this.positionQuotes.has(instrument)) {
         this.positionQuotes.set(
           instrument,
-          this.store.watchQuote(instrument, (_, arrivedAt) => schedule("positions", () => this._renderPositions(), arrivedAt)),
+          this.store.watchQuote(instrument, (_, arrivedAt) => schedule("positions-pnl", () => this._refreshPnl(), arrivedAt)),
         );
       }
     }
@@ -235,28 +282,44 @@ export class Books {
   }
 
   _renderPositions() {
-    let total = 0;
-    const rows = [...this.positions.values()]
-      .sort((a, b) => Math.abs(b.quantity) - Math.abs(a.quantity))
-      .map((p) => {
-        const { ltp, net } = this.livePnl(p);
-        total += net;
-        const action = p.quantity !== 0 && this.session.can("trade")
-          ? `<button data-action="square-off" data-book="${escapeHtml(p.book)}" data-instrument="${escapeHtml(p.instrument)}">Exit</button>`
-          : "";
-        return (
-          `<tr><td>${escapeHtml(p.symbol ?? this.symbol(p.instrument))}</td><td class="muted">${escapeHtml(p.book)}</td>` +
-          `<td>${escapeHtml(p.product)}</td><td class="num ${trendClass(p.quantity)}">${quantity(p.quantity)}</td>` +
-          `<td class="num">${rupees(p.avg_price)}</td><td class="num">${Number.isFinite(ltp) ? rupees(ltp) : "—"}</td>` +
-          `<td class="num ${trendClass(net)}" data-pnl="${net.toFixed(2)}">${signedRupees(net)}</td><td>${action}</td></tr>`
-        );
-      });
+    const sorted = [...this.positions.entries()].sort(([, a], [, b]) => Math.abs(b.quantity) - Math.abs(a.quantity));
+    const rows = sorted.map(([key, p]) => {
+      const action = p.quantity !== 0 && this.session.can("trade")
+        ? `<button data-action="square-off" data-book="${escapeHtml(p.book)}" data-instrument="${escapeHtml(p.instrument)}">Exit</button>`
+        : "";
+      return (
+        `<tr data-position="${escapeHtml(key)}"><td>${escapeHtml(p.symbol ?? this.symbol(p.instrument))}</td>` +
+        `<td class="muted">${escapeHtml(p.book)}</td><td>${escapeHtml(p.product)}</td>` +
+        `<td class="num ${trendClass(p.quantity)}">${quantity(p.quantity)}</td><td class="num">${rupees(p.avg_price)}</td>` +
+        `<td class="num ltp"></td><td class="num pnl"></td><td>${action}</td></tr>`
+      );
+    });
     table(
       document.getElementById("positions"),
       [["Instrument"], ["Book"], ["Product"], ["Qty", "num"], ["Avg", "num"], ["LTP", "num"], ["P&L", "num"], [""]],
       rows,
       "No positions",
     );
+    this.positionRows = new Map();
+    for (const tr of document.querySelectorAll("#positions tbody tr[data-position]")) {
+      this.positionRows.set(tr.dataset.position, { ltp: tr.querySelector(".ltp"), pnl: tr.querySelector(".pnl") });
+    }
+    this._refreshPnl();
+  }
+
+  /** Live P&L: only the LTP and P&L cells change with prices; rows (and their buttons) stay. */
+  _refreshPnl() {
+    let total = 0;
+    for (const [key, cells] of this.positionRows ?? []) {
+      const p = this.positions.get(key);
+      if (!p) continue;
+      const { ltp, net } = this.livePnl(p);
+      total += net;
+      cells.ltp.textContent = Number.isFinite(ltp) ? rupees(ltp) : "—";
+      cells.pnl.textContent = signedRupees(net);
+      cells.pnl.className = `num pnl ${trendClass(net)}`;
+      cells.pnl.dataset.pnl = net.toFixed(2);
+    }
     this.pnlTotal.textContent = this.positions.size ? `P&L ${signedRupees(total)}` : "";
     this.pnlTotal.className = `pnl ${trendClass(total)}`;
   }
