@@ -91,12 +91,17 @@ class Terminal:
 
     def toast(self, pattern: str, timeout_s: float = 30) -> str:
         """Wait for a toast whose text matches `pattern`; return its text."""
-        handle = self.wait(
-            """(pattern) => [...document.querySelectorAll('#toasts .toast')]
-                 .map((t) => t.textContent).find((t) => new RegExp(pattern).test(t))""",
-            pattern,
-            timeout_s,
-        )
+        try:
+            handle = self.wait(
+                """(pattern) => [...window.__seenToasts, ...[...document.querySelectorAll('#toasts .toast')]
+                     .map((t) => t.textContent)].find((t) => new RegExp(pattern).test(t))""",
+                pattern,
+                timeout_s,
+            )
+        except Exception:
+            self.shot("no-such-toast")
+            seen = self.page.evaluate("() => window.__seenToasts")
+            raise AssertionError(f"no toast matching {pattern!r}; toasts seen: {seen}") from None
         return str(handle.json_value())
 
     def ltp(self, key: str) -> str:
@@ -111,6 +116,13 @@ def sign_in(browser: Any, url: str, user: str, password: str) -> Terminal:
     page.fill("#login-form input[name=password]", password)
     page.keyboard.press("Enter")
     terminal.wait("() => window.__shardlineReady === true", timeout_s=60)
+    # Toasts fade after a few seconds: remember every one the page shows.
+    page.evaluate(
+        """() => { window.__seenToasts = [];
+             new MutationObserver((changes) => { for (const c of changes) for (const n of c.addedNodes)
+               window.__seenToasts.push(n.textContent); })
+             .observe(document.getElementById('toasts'), { childList: true }); }"""
+    )
     return terminal
 
 
