@@ -502,19 +502,11 @@ def record(
     on_progress: Callable[[float, int], None] | None = None,
 ) -> RecordingSummary:
     """Record the running cluster's ticks for `seconds` (Ctrl-C stops early, keeping what came)."""
-    import ray
-
-    from cluster.topology import NAMESPACE
+    from cluster import jobs
 
     if seconds <= 0:
         raise RecordingError(f"--seconds must be positive, not {seconds}")
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address or "auto", namespace=NAMESPACE, log_to_driver=False)
-        except ConnectionError:
-            raise RecordingError(
-                "no Ray cluster is running here; start the system with `shardline up`"
-            ) from None
+    jobs.connect(address)  # the running cluster, joined as `shardline deployments` joins it
     handle = start_recording(config, catalog_path.resolve(), instruments)
     started = time.monotonic()
     try:
