@@ -16,7 +16,7 @@ from ray.serve import Application
 
 from cluster.config import Secrets, ShardlineConfig, parse_config
 from serve.api import create_api
-from serve.hub import RayHubPublisher, connect_feed, get_or_create_hub_actor
+from serve.hub import connect_feed, get_or_create_hub_actor
 from serve.marketdata import get_or_create_marketdata_actor
 from serve.service import ActorDirectory, CatalogLookup, TerminalService
 
@@ -50,7 +50,12 @@ class TerminalIngress:
         self._service = TerminalService(self._config, catalog, ActorDirectory())
         # Order details go to the hub actor, which merges them into its order state (and relays
         # them to Redis when that carries the fan-out).
-        self._service.publish = RayHubPublisher(get_or_create_hub_actor(redis_url)).publish
+        hub = get_or_create_hub_actor(redis_url)
+
+        async def publish(updates: list[Any]) -> None:
+            await hub.publish.remote(updates)
+
+        self._service.publish = publish
 
     def __serve_build_asgi_app__(self) -> Any:
         replica = serve.get_replica_context().replica_id.unique_id

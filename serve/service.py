@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -328,6 +328,10 @@ def margin_estimate(
     return policy.requirement(spec, product, quantity if side is Side.BUY else -quantity, price)
 
 
+async def _publish_nowhere(updates: list[tuple[str, str, dict[str, Any]]]) -> None:
+    """The publisher of a service with no hub (tests, tools)."""
+
+
 def new_client_order_id() -> str:
     # Short enough for Angel's 20-character order tag, unique without coordination.
     return "t" + uuid.uuid4().hex[:19]
@@ -361,7 +365,7 @@ class TerminalService:
         self._clock = clock
         # client_order_id -> request fields (paise), from this replica's orders and the hub's.
         self.order_details: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self.publish: Callable[[list[tuple[str, str, dict[str, Any]]]], None] = lambda updates: None
+        self.publish: Callable[[list[tuple[str, str, dict[str, Any]]]], Awaitable[Any]] = _publish_nowhere
 
     # Instruments and market data ------------------------------------------------------------------
 
@@ -461,9 +465,24 @@ class TerminalService:
         details = {f: getattr(request, f) for f in ORDER_DETAIL_FIELDS} | {"placed_by": user.username}
         details = msgspec.to_builtins(details)
         self.remember_order(request.client_order_id, details)
-        update = await self.actors.call(EXECUTION, "submit", request)
-        # Every replica learns what this order is through the hub (orders entries merge there).
-        self.publish([("orders", request.client_order_id, details)])
+        # Every replica learns what this order is through the hub, before the execution actor's
+        # first update for it arrives there (orders entries merge in the hub).
+        identity = {
+            "client_order_id": request.client_order_id,
+            "book": request.book,
+            "instrument": request.instrument,
+        }
+        await self.publish([("orders", request.client_order_id, identity | details)])
+        try:
+            update = await self.actors.call(EXECUTION, "submit", request)
+        except InvalidRequest as err:  # refused: it never reached a venue
+            await self.publish(
+                [("orders", request.client_order_id, {"status": "REJECTED", "reason": str(err)})]
+            )
+            raise
+        except TerminalError as err:  # the outcome is not known here; the execution actor will tell
+            await self.publish([("orders", request.client_order_id, {"reason": f"submit: {err}"})])
+            raise
         return self._order_body(update)
 
     def remember_order(self, client_order_id: str, details: dict[str, Any]) -> None:
