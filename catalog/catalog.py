@@ -499,6 +499,11 @@ class InstrumentCatalog:
 
         return select_universe(self, query, limit, atm_prices)
 
+    def keys(self) -> list[str]:
+        """Every instrument's "EXCH:token" key, in iid order, without making `Instrument` objects."""
+        key = pl.col("exchange").cast(pl.Utf8) + ":" + pl.col("token").cast(pl.Utf8)
+        return self._frame.select(key.alias("key"))["key"].to_list()
+
     def frame(self) -> pl.DataFrame:
         """The instruments as a polars frame in iid order (columns of `catalog.scrip.FRAME_SCHEMA`)."""
         return self._frame

@@ -99,7 +99,7 @@ class ExecutionActor:
 
             catalog = load_default_catalog(config)
             lookup = catalog.get
-            self._keys_by_iid = [i.key for i in catalog.instruments]
+            self._keys_by_iid = catalog.keys()
         risk = PreTradeRisk.from_config(config.risk, config.deployments, lookup)
         self._venue, self._venue_name = self._open_venue(venue, config, endpoints, credentials)
         self._engine = ExecutionEngine(journal, self._venue, risk, classify_reason=classify_reject_reason)

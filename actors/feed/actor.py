@@ -37,7 +37,7 @@ class FeedActor:
         self._mode = FEED_MODES[config.feed.mode]
         self._book = SubscriptionBook()
         catalog = load_default_catalog(config)
-        self._iid_by_key = {i.key: i.iid for i in catalog.instruments}
+        self._iid_by_key = {key: iid for iid, key in enumerate(catalog.keys())}
         self._connection = connect(credentials, endpoints, config.data_path)
         self._client: SmartStreamClient | None = None
         self._router: Any = None

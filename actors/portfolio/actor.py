@@ -147,7 +147,7 @@ class PaperPortfolioActor:
             from catalog.sources import load_default_catalog
 
             catalog = load_default_catalog(config)
-            self._keys_by_iid = [i.key for i in catalog.instruments]
+            self._keys_by_iid = catalog.keys()
             lookup = instrument_specs(catalog)
         else:
             self._keys_by_iid = [spec.key for spec in instruments]
