@@ -294,13 +294,24 @@ def load_market_data(
     ids = sorted(wanted)
     quotes = catalog.query(QuoteTick, identifiers=ids, start=start_ns, end=end_ns)
     trades = catalog.query(TradeTick, identifiers=ids, start=start_ns, end=end_ns)
-    bars = [
-        b for b in catalog.query(Bar, start=start_ns, end=end_ns) if b.bar_type.instrument_id.value in wanted
-    ]
+    bar_types = _bar_types(catalog, wanted)
+    bars = catalog.query(Bar, identifiers=bar_types, start=start_ns, end=end_ns) if bar_types else []
     data: list[Data] = [*quotes, *trades, *bars]
     data.sort(key=lambda d: (d.ts_init, _KIND_ORDER[type(d)]))  # stable: file order within a kind
     counts = {"quote_ticks": len(quotes), "trade_ticks": len(trades), "bars": len(bars)}
     return MarketData(data=data, counts=counts, marks=_marks(quotes, trades, bars))
+
+
+def _bar_types(catalog: ParquetDataCatalog, instrument_ids: set[str]) -> list[str]:
+    """The bar types the catalog holds for these instruments (its `data/bar/<bar type>` folders)."""
+    folder = Path(catalog.path) / "data" / "bar"
+    if not folder.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in folder.iterdir()
+        if entry.is_dir() and entry.name.rsplit("-", 4)[0] in instrument_ids
+    )
 
 
 def _marks(

@@ -9,7 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.enums import OrderSide
+from nautilus_trader.persistence.catalog import ParquetDataCatalog
+from nautilus_trader.trading.strategy import Strategy
 
+from actors.angel.common import CandleInterval
+from actors.angel.schemas import Candle
 from actors.orders import Product, Side
 from actors.portfolio.charges import ChargeModel
 from actors.shard.baseline import random_walk_ticks
@@ -209,3 +216,68 @@ def test_today_and_yesterday_are_ist_days(word: str, day: str) -> None:
 
     assert parse_when(word, today=date(2026, 3, 2)) == parse_when(day)
     assert parse_when(word, end=True, today=date(2026, 3, 2)) == parse_when(day, end=True)
+
+
+class AlternateOnBarsConfig(StrategyConfig, frozen=True):
+    bar_type: str
+
+
+class AlternateOnBars(Strategy):
+    """Buys one lot on a bar, sells it on the next: a fill on every bar close (test only)."""
+
+    def __init__(self, config: AlternateOnBarsConfig) -> None:
+        super().__init__(config)
+        self.bar_type = BarType.from_str(config.bar_type)
+
+    def on_start(self) -> None:
+        self.subscribe_bars(self.bar_type)
+
+    def on_bar(self, bar: Bar) -> None:
+        instrument = self.cache.instrument(bar.bar_type.instrument_id)
+        side = OrderSide.SELL if self.portfolio.net_position(instrument.id) > 0 else OrderSide.BUY
+        self.submit_order(self.order_factory.market(instrument.id, side, instrument.make_qty(1)))
+
+
+@pytest.mark.parametrize("slippage_ticks", [0, 2])
+def test_on_candles_alone_orders_fill_at_the_bar_close_plus_or_minus_the_slippage(
+    tmp_path: Path, slippage_ticks: int
+) -> None:
+    from cluster.candles import bar_type_for, candles_to_bars, write_new_bars
+
+    sbin = INSTRUMENTS[0]
+    candles = [
+        Candle(
+            ts_ns=1_772_423_100_000_000_000 + k * 60_000_000_000,
+            open=p,
+            high=p + 50,
+            low=p - 50,
+            close=p + 5,
+            volume=100,
+        )
+        for k, p in enumerate(range(80_000, 80_000 + 40 * 15, 15))
+    ]
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    store = ParquetDataCatalog(str(catalog))
+    store.write_data([sbin.instrument])
+    write_new_bars(store, candles_to_bars(candles, sbin, CandleInterval.ONE_MINUTE))
+    bar_type = str(bar_type_for(sbin, CandleInterval.ONE_MINUTE))
+    spec = DeploymentConfig(
+        name="bars", strategy="test_backtest_run:AlternateOnBars", config={"bar_type": bar_type},
+        universe={"instruments": [sbin.key]},
+    )  # fmt: skip
+    run = run_backtest(
+        spec,
+        settings(tmp_path, slippage_ticks=slippage_ticks),
+        catalog,
+        0,
+        2**62,
+        instruments=[sbin.instrument],
+    )
+    assert run.counts == {"quote_ticks": 0, "trade_ticks": 0, "bars": 40}
+    assert len(run.fills) == 40
+    closes = {c.ts_ns + 60_000_000_000: c.close for c in candles}  # bars are stamped at their close
+    for fill in run.fills:
+        slip = slippage_ticks * 5
+        expected = closes[fill.ts_ns] + (slip if fill.side == "BUY" else -slip)
+        assert fill.price == Decimal(expected) / 100
