@@ -131,6 +131,7 @@ def tick_round(value: Decimal, tick: Decimal, up: bool) -> Decimal:
     return (steps * tick).quantize(Decimal("0.01"))
 
 
+@pytest.mark.timeout(900)  # the whole system starts first, and the GTT waits for the market to move
 def test_a_trading_session_in_the_browser(browser: Any, terminal_url: str, streaming: dict[str, Any]) -> None:
     key, symbol = streaming["key"], streaming["symbol"]
     tick = Decimal(streaming["tick_size"])
