@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
+# Sign-in attempts per username: a burst of ten, then one every ten seconds.
+LOGIN_RATE_PER_S = 0.1
+LOGIN_BURST = 10.0
 API_PREFIX = "/api/v1"
 
 # The terminal loads nothing from elsewhere: scripts, styles and the chart library are served here.
@@ -197,6 +200,7 @@ def create_api(
         users=users,
         tokens=tokens,
         order_limiter=UserRateLimiter(config.serve.order_rate_per_user_per_s),
+        login_limiter=UserRateLimiter(LOGIN_RATE_PER_S, burst=LOGIN_BURST, what="sign-in"),
         broadcaster=broadcaster,
     )
 

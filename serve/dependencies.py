@@ -28,6 +28,7 @@ class TerminalState:
     users: UserDirectory
     tokens: TokenIssuer
     order_limiter: UserRateLimiter
+    login_limiter: UserRateLimiter  # per username: slows password guessing
     broadcaster: Broadcaster
 
 

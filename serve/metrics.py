@@ -6,7 +6,8 @@ import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.routing import Match
+
+API_PREFIX = "/api/v1"
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -76,10 +77,12 @@ class RequestTimer:
 
 
 def _route_template(scope: Scope) -> str | None:
-    app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", ()):
-        match, _ = route.matches(scope)
-        if match is Match.FULL:
-            path = getattr(route, "path", None)
-            return path if path not in (None, "") else None
-    return None
+    """The matched route's template (FastAPI leaves the route in the scope), or None when none matched."""
+    route = scope.get("route")
+    path = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not path:
+        return None
+    # Routes of an included router carry their path without the router's prefix.
+    if scope["path"].startswith(API_PREFIX) and not str(path).startswith(API_PREFIX):
+        return API_PREFIX + str(path)
+    return str(path)

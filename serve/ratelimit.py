@@ -36,9 +36,10 @@ class TokenBucket:
 class UserRateLimiter:
     """One bucket per user. A burst of one second's worth of requests is allowed."""
 
-    def __init__(self, rate_per_s: float, burst: float | None = None) -> None:
+    def __init__(self, rate_per_s: float, burst: float | None = None, what: str = "order") -> None:
         if rate_per_s <= 0:
             raise ValueError("rate_per_s must be positive")
+        self.what = what
         self._rate = rate_per_s
         self._burst = burst if burst is not None else max(1.0, rate_per_s)
         self._buckets: dict[str, TokenBucket] = {}
@@ -49,4 +50,4 @@ class UserRateLimiter:
             bucket = self._buckets[username] = TokenBucket(self._rate, self._burst, self._burst, now)
         wait = bucket.take(now)
         if wait > 0:
-            raise RateLimited(f"order rate limit of {self._rate:g}/s reached for {username}", wait)
+            raise RateLimited(f"{self.what} rate limit of {self._rate:g}/s reached for {username}", wait)

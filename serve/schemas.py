@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from actors.orders import OrderType, Product, Side, Validity
 from cluster.config import Role
 from serve.channels import CANDLE_INTERVALS, INSTRUMENT_KEY
-from serve.prices import PriceError, rupees_to_minor
+from serve.prices import PriceError, minor_to_rupees, rupees_to_minor
 
 
 def _rupees(value: Any) -> Decimal:
@@ -24,7 +24,8 @@ def _rupees(value: Any) -> Decimal:
         minor = rupees_to_minor(value, 10**7)
     except PriceError as err:
         raise ValueError(str(err)) from None
-    amount = Decimal(minor).scaleb(-7)
+    # The shortest exact form ("812.53", "100"), so messages and echoes read as typed.
+    amount = Decimal(minor_to_rupees(minor, 10**7).rstrip("0").rstrip("."))
     if amount < 0:
         raise ValueError("must not be negative")
     return amount

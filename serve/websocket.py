@@ -68,6 +68,15 @@ def frame(message: dict[str, Any]) -> str:
     return _encode(message).decode()
 
 
+async def receive_frame(websocket: WebSocket) -> str | bytes:
+    """The next text or binary frame (`receive_text` would raise KeyError on a binary one)."""
+    message = await websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+    text = message.get("text")
+    return text if text is not None else bytes(message.get("bytes") or b"")
+
+
 @dataclass
 class BroadcastStats:
     hub_updates: int = 0
@@ -281,7 +290,7 @@ class Broadcaster:
     async def _authenticate_first(self, session: ClientSession) -> bool:
         websocket = session.websocket
         try:
-            text = await asyncio.wait_for(websocket.receive_text(), self._auth_timeout_s)
+            text = await asyncio.wait_for(receive_frame(websocket), self._auth_timeout_s)
             message = self._parse(text)
             if message.get("type") != "auth":
                 raise AuthError("the first message must be {'type': 'auth', 'token': ...}")
@@ -322,7 +331,7 @@ class Broadcaster:
     async def _receive_loop(self, session: ClientSession) -> None:
         websocket = session.websocket
         while True:
-            text = await websocket.receive_text()
+            text = await receive_frame(websocket)
             ref = None
             try:
                 message = self._parse(text)
@@ -344,13 +353,17 @@ class Broadcaster:
                     session.close_after_flush(CLOSE_UNAUTHENTICATED, str(err))
                     return
 
-    def _parse(self, text: str) -> dict[str, Any]:
+    def _parse(self, text: str | bytes) -> dict[str, Any]:
+        if not isinstance(text, str):
+            raise ValueError("binary frames are not part of the protocol; send JSON text frames")
         if len(text) > MAX_MESSAGE_BYTES:
             raise ValueError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
         try:
             message = _decode(text)
         except msgspec.DecodeError:
             raise ValueError("message is not valid JSON") from None
+        except RecursionError:  # msgspec refuses nesting past its depth limit this way
+            raise ValueError("message is nested too deeply") from None
         if not isinstance(message, dict):
             raise ValueError("message must be a JSON object")
         return message

@@ -30,6 +30,7 @@ def user_response(user: User) -> UserResponse:
 
 @router.post("/login", response_model=TokenResponse)
 async def login(body: LoginRequest, state: State) -> TokenResponse:
+    state.login_limiter.check(body.username, time.monotonic())
     # argon2 is deliberately slow (tens of ms): keep it off the event loop.
     user = await run_in_threadpool(state.users.authenticate, body.username, body.password)
     return token_response(state.tokens.issue(user, time.time()), user)
