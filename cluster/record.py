@@ -76,6 +76,7 @@ class RecordingSummary:
     trade_ticks: int = 0
     invalid_rows: int = 0  # off-grid prices or bad timestamps (the shards refuse them too)
     import_seconds: float = 0.0
+    silent: list[str] = field(default_factory=list)  # instruments no tick came for
     route: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,6 +128,7 @@ class TickRecording:
         self._exchanges = exchanges
         self._tokens = tokens
         self._flush_rows = flush_rows
+        self._rows_per_iid = np.zeros(size, dtype=np.int64)
         self._pending: list[np.ndarray] = []
         self._pending_rows = 0
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.raw_path, RAW_SCHEMA)
@@ -157,6 +159,7 @@ class TickRecording:
         if not self.summary.rows:
             self.summary.first_ts_ns = int(kept["ts_recv_ns"][0])
         self.summary.rows += len(kept)
+        self._rows_per_iid += np.bincount(kept["iid"], minlength=len(self._rows_per_iid))
         self.summary.last_ts_ns = int(kept["ts_recv_ns"][-1])
         self._pending.append(kept.copy())
         self._pending_rows += len(kept)
@@ -181,6 +184,7 @@ class TickRecording:
             self.flush()
             self._writer.close()
             self._writer = None
+            self.summary.silent = [i.key for i in self.instruments if not self._rows_per_iid[i.iid]]
             if import_to_catalog and self.summary.rows:
                 started = time.perf_counter()
                 counts = import_ticks(self.raw_path, self.catalog_path, self.instruments)

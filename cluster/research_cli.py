@@ -113,6 +113,12 @@ def record(
     )
     typer.echo(f"catalog: {summary.catalog_path}")
     typer.echo(f"raw ticks (for `shardline sim --replay`): {summary.raw_path}")
+    if summary.silent:
+        silent = ", ".join(summary.silent[:10])
+        typer.echo(
+            f"warning: no ticks came for {len(summary.silent)} instrument(s): {silent}"
+            " (in sim mode the simulator quotes only the instruments it started with)"
+        )
     route = summary.route
     if route.get("dropped") or route.get("conflated"):
         typer.echo(f"warning: {route['dropped']} ticks dropped, {route['conflated']} conflated on the way")

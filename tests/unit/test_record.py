@@ -78,6 +78,7 @@ def test_rows_of_instruments_not_recorded_are_counted_and_left_out(tmp_path: Pat
     assert recording.write(ticks_to_batch(ticks)) == 20  # an Arrow batch is taken too
     summary = recording.close()
     assert (summary.rows, summary.unknown_rows) == (20, 10)
+    assert summary.silent == [INSTRUMENTS[0].key]  # every third row was R0's
     assert pq.read_table(recording.raw_path).num_rows == 20
 
 
@@ -158,6 +159,7 @@ def test_misuse_is_refused_with_a_reason(tmp_path: Path, action: str, message: s
 def test_an_empty_recording_still_leaves_the_instruments(tmp_path: Path) -> None:
     summary = TickRecording(INSTRUMENTS, tmp_path, "empty").close()
     assert summary.rows == 0
+    assert summary.silent == [i.key for i in INSTRUMENTS]
     assert len(ParquetDataCatalog(str(tmp_path)).instruments()) == len(INSTRUMENTS)
 
 
