@@ -66,8 +66,6 @@ def system(system_config_path: Path) -> Iterator[dict[str, Any]]:
     from cluster.config import load_config
 
     os.environ.pop("RAY_ADDRESS", None)
-    # A loaded 2-core machine can take longer than Ray's default 30 s to register the raylet.
-    os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     config = load_config(system_config_path)
     ray.init(
         address="local",
