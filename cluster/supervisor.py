@@ -69,6 +69,9 @@ class Supervisor:
                 return
             if name not in self._kinds:
                 return
+            if self._kinds[name] == "feed" and not stats.get("stream"):
+                # Ray re-runs only __init__ on a restart: a restarted feed needs its sockets opened.
+                handle.start.remote()
             self._board.observe_ok(name, time.time_ns(), _plain(stats), node=str(stats.get("node", "")))
 
         await asyncio.gather(*(ask(name) for name in self._kinds))
