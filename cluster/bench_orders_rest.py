@@ -614,14 +614,22 @@ def private_system(config: ShardlineConfig, num_cpus: int = 2) -> Iterator[dict[
     from cluster import launcher
 
     os.environ.pop("RAY_ADDRESS", None)
-    ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        namespace=NAMESPACE,
-        resources={config.execution.pin_resource: 1.0},
-        include_dashboard=False,
-        log_to_driver=False,
-    )
+    for attempt in range(3):
+        try:
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                namespace=NAMESPACE,
+                resources={config.execution.pin_resource: 1.0},
+                include_dashboard=False,
+                log_to_driver=False,
+            )
+            break
+        except Exception as err:  # Ray gives its raylet 30 s to register; a busy machine can miss that
+            ray.shutdown()
+            if attempt == 2:
+                raise ShardlineError(f"could not start a private Ray: {err}") from None
+            log.warning("private Ray did not start (%s); trying again", err)
     try:
         state = launcher.up(config)
         yield state
