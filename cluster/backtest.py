@@ -497,6 +497,23 @@ def _orders_and_fills(engine: BacktestEngine) -> tuple[list[dict[str, Any]], lis
     orders: list[dict[str, Any]] = []
     fills: list[FillRecord] = []
     for order in sorted(engine.cache.orders(), key=lambda o: (o.ts_init, o.client_order_id.value)):
+        own = [
+            FillRecord(
+                ts_ns=event.ts_event,
+                instrument=event.instrument_id.value,
+                side=order.side_string(),
+                quantity=int(event.last_qty.as_decimal()),
+                price=event.last_px.as_decimal(),
+                commission=event.commission.as_decimal(),
+                order_id=event.client_order_id.value,
+                trade_id=event.trade_id.value,
+            )
+            for event in order.events
+            if isinstance(event, OrderFilled)
+        ]
+        filled = sum(f.quantity for f in own)
+        # Exact average from the fills (Nautilus keeps its own `avg_px` as a float).
+        average = sum((f.price * f.quantity for f in own), Decimal(0)) / filled if filled else None
         orders.append(
             {
                 "client_order_id": order.client_order_id.value,
@@ -505,26 +522,13 @@ def _orders_and_fills(engine: BacktestEngine) -> tuple[list[dict[str, Any]], lis
                 "quantity": int(order.quantity.as_decimal()),
                 "type": order.type_string(),
                 "status": order.status_string(),
-                "filled_quantity": int(order.filled_qty.as_decimal()),
-                "avg_price": "" if not order.filled_qty.as_decimal() else str(order.avg_px),
+                "filled_quantity": filled,
+                "avg_price": "" if average is None else str(average),
                 "ts_init": order.ts_init,
                 "tags": " ".join(order.tags or ()),
             }
         )
-        for event in order.events:
-            if isinstance(event, OrderFilled):
-                fills.append(
-                    FillRecord(
-                        ts_ns=event.ts_event,
-                        instrument=event.instrument_id.value,
-                        side=order.side_string(),
-                        quantity=int(event.last_qty.as_decimal()),
-                        price=event.last_px.as_decimal(),
-                        commission=event.commission.as_decimal(),
-                        order_id=event.client_order_id.value,
-                        trade_id=event.trade_id.value,
-                    )
-                )
+        fills += own
     return orders, fills
 
 

@@ -105,6 +105,8 @@ def test_with_a_book_buys_fill_at_the_ask_and_sells_at_the_bid(tmp_path: Path) -
         row = rows[(iid[fill.instrument], fill.ts_ns)]  # the tick that made the order
         touch = row["ask"] if fill.side == "BUY" else row["bid"]
         assert fill.price == Decimal(int(touch)) / 100
+    by_order = {f.order_id: f.price for f in run.fills}
+    assert all(Decimal(o["avg_price"]) == by_order[o["client_order_id"]] for o in run.orders)
 
 
 @pytest.mark.parametrize("slippage_ticks", [0, 1, 3])
