@@ -836,8 +836,9 @@ class DeploymentManager:
             await self._control.stop_shard(name, graceful=False)
         for name in names[record.spares : wanted]:
             await self._control.start_spare(name, record.runtime_env)
-        if (record.spares, record.spares_env) != (wanted, record.runtime_env):
-            record.spares, record.spares_env = wanted, record.runtime_env if wanted else None
+        target = (wanted, record.runtime_env if wanted else None)
+        if (record.spares, record.spares_env) != target:
+            record.spares, record.spares_env = target
             self._save(record)
 
     async def _drop_spares(self, record: DeploymentRecord) -> None:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from conftest import free_port, poll_until
 
 from cluster.jobs import ray_auth_headers
 
-pytestmark = pytest.mark.slow
+# Starting a Ray head with its dashboard takes minutes on a busy 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 BIN = Path(sys.executable).parent
 
@@ -110,9 +112,19 @@ class JobsCluster:
     env: dict[str, str]
 
     def run(self, *args: str, timeout_s: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            args, env=self.env, cwd=self.home, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
+        try:
+            done = subprocess.run(
+                args,
+                env=self.env,
+                cwd=self.home,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as err:
+            said = (err.stderr or b"").decode() if isinstance(err.stderr, bytes) else str(err.stderr or "")
+            pytest.fail(f"{' '.join(args[:4])} still running after {timeout_s:.0f} s:\n{said[-3000:]}")
         if check and done.returncode != 0:
             pytest.fail(f"{' '.join(args[:4])} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done
@@ -131,9 +143,12 @@ class JobsCluster:
 
 
 def _dashboard_up(url: str) -> bool:
+    request = urllib.request.Request(f"{url}/api/version", headers=ray_auth_headers())
     try:
-        with urllib.request.urlopen(f"{url}/api/version", timeout=2) as answer:
+        with urllib.request.urlopen(request, timeout=2) as answer:
             return bool(answer.status == 200)
+    except urllib.error.HTTPError:
+        return True  # it answers (a token it does not take is the submit's problem, with a clear error)
     except OSError:
         return False
 
@@ -147,39 +162,18 @@ def jobs_cluster() -> Iterator[JobsCluster]:
         data_dir=str(home / "data"), deployments=[], catalog={"source": "synth", "synth_count": 2000}
     )
     (home / "shardline.yaml").write_text(yaml.safe_dump(config))
-    port, dashboard = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
     env.update(
         PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         SHARDLINE_CONFIG=str(home / "shardline.yaml"),
         RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",  # stop at once at teardown
+        RAY_DASHBOARD_STARTUP_TIMEOUT_S="600",  # Ray's own 60 s is short on a loaded machine
         PYTHONUNBUFFERED="1",
         # `ray start` turns token auth on when a token is at hand; then every client needs it too.
         RAY_AUTH_MODE="token" if ray_auth_headers() else "disabled",
     )
-    head = subprocess.Popen(
-        [
-            str(BIN / "ray"), "start", "--head", "--block",
-            f"--port={port}",
-            "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
-            f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
-            f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
-            "--num-cpus=2", '--resources={"broker_ip": 1}', f"--temp-dir={home / 'ray'}",
-            "--disable-usage-stats",
-        ],
-        env=env,
-        stdout=(home / "head.log").open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: the teardown stops all of it
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{dashboard}"
+    head, port, url = _start_head(home, env)
     try:
-        try:
-            poll_until(lambda: _dashboard_up(url) or head.poll() is not None, 300, "the Ray dashboard")
-        except TimeoutError as err:
-            pytest.fail(f"{err}; ray start said: {(home / 'head.log').read_text()[-2000:]}")
-        if head.poll() is not None:
-            pytest.fail(f"ray start exited {head.returncode}: {(home / 'head.log').read_text()[-2000:]}")
         env["RAY_ADDRESS"] = f"127.0.0.1:{port}"  # for the driver scripts
         cluster = JobsCluster(home, f"127.0.0.1:{port}", url, env)
         assert cluster.driver(SETUP).strip().endswith("ready")
@@ -187,6 +181,46 @@ def jobs_cluster() -> Iterator[JobsCluster]:
     finally:
         _stop(head)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def _start_head(
+    home: Path, env: dict[str, str], attempts: int = 3
+) -> tuple[subprocess.Popen[bytes], int, str]:
+    """`ray start --head --block` with the dashboard on free ports; returns (process, port, dashboard URL).
+
+    Ray gives its raylet a fixed 30 s to register, which a heavily loaded machine can miss: a head
+    that exits while starting is started again, on new ports, a few times.
+    """
+    log = ""
+    for attempt in range(attempts):
+        port, dashboard = free_port(), free_port()
+        log_path = home / f"head-{attempt}.log"
+        head = subprocess.Popen(
+            [
+                str(BIN / "ray"), "start", "--head", "--block",
+                f"--port={port}",
+                "--include-dashboard=true", "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}",
+                f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}",
+                f"--dashboard-agent-grpc-port={free_port()}", f"--metrics-export-port={free_port()}",
+                "--num-cpus=2", '--resources={"broker_ip": 1}', f"--temp-dir={home / f'ray{attempt}'}",
+                "--disable-usage-stats",
+            ],
+            env=env,
+            stdout=log_path.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: the teardown stops all of it
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{dashboard}"
+        try:
+            poll_until(lambda h=head, u=url: _dashboard_up(u) or h.poll() is not None, 600, "the dashboard")
+        except TimeoutError:
+            _stop(head)
+            pytest.fail(f"no Ray dashboard after 600 s; ray start said: {log_path.read_text()[-2000:]}")
+        if head.poll() is None:
+            return head, port, url
+        log = log_path.read_text()[-2000:]
+        _stop(head)
+    pytest.fail(f"ray start failed {attempts} times; the last said: {log}")
 
 
 def _stop(head: subprocess.Popen[bytes]) -> None:
