@@ -9,6 +9,7 @@ the CLI, the Jobs API and small driver scripts in subprocesses.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -142,6 +143,10 @@ class JobsCluster:
         return doc
 
 
+def _answers_or_exited(head: subprocess.Popen[bytes], url: str) -> bool:
+    return _dashboard_up(url) or head.poll() is not None
+
+
 def _dashboard_up(url: str) -> bool:
     request = urllib.request.Request(f"{url}/api/version", headers=ray_auth_headers())
     try:
@@ -212,7 +217,7 @@ def _start_head(
         )  # fmt: skip
         url = f"http://127.0.0.1:{dashboard}"
         try:
-            poll_until(lambda h=head, u=url: _dashboard_up(u) or h.poll() is not None, 600, "the dashboard")
+            poll_until(functools.partial(_answers_or_exited, head, url), 600, "the Ray dashboard")
         except TimeoutError:
             _stop(head)
             pytest.fail(f"no Ray dashboard after 600 s; ray start said: {log_path.read_text()[-2000:]}")
