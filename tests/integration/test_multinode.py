@@ -88,30 +88,38 @@ class RayProcessCluster:
             "RAY_health_check_period_ms": "1000",
             "RAY_health_check_timeout_ms": "1000",
             "RAY_health_check_failure_threshold": "5",
+            # On a busy machine the dashboard can take longer than the default minute to start.
+            "RAY_DASHBOARD_STARTUP_TIMEOUT_S": "300",
             "PYTHONPATH": str(PROJECT_ROOT),
         }
 
     def start_head(
         self, resources: dict[str, float], num_cpus: int, dashboard: bool = True
     ) -> RayNodeProcess:
-        self.gcs_port = free_port()
-        self.dashboard_port = free_port()
-        args = [
-            "--head",
-            f"--port={self.gcs_port}",
-            f"--temp-dir={self.root / 'ray'}",
-            f"--ray-client-server-port={free_port()}",
-            f"--include-dashboard={'true' if dashboard else 'false'}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={self.dashboard_port}",
-        ]
-        node = self._start("head", args, resources, num_cpus)
-        deadline = time.monotonic() + 180
-        while self._status() != 0:
-            if not node.alive or time.monotonic() > deadline:
+        """Start the head and wait until it answers; on a busy machine Ray's own 30 s raylet start
+        limit can end an attempt, so a head that exits while starting is started once more."""
+        for attempt in range(2):
+            self.gcs_port = free_port()
+            self.dashboard_port = free_port()
+            args = [
+                "--head",
+                f"--port={self.gcs_port}",
+                f"--temp-dir={self.root / 'ray'}",
+                f"--ray-client-server-port={free_port()}",
+                f"--include-dashboard={'true' if dashboard else 'false'}",
+                "--dashboard-host=127.0.0.1",
+                f"--dashboard-port={self.dashboard_port}",
+            ]
+            node = self._start(f"head-{attempt}" if attempt else "head", args, resources, num_cpus)
+            deadline = time.monotonic() + 360
+            while node.alive and time.monotonic() < deadline and self._status() != 0:
+                time.sleep(1)
+            if node.alive and self._status() == 0:
+                return node
+            node.signal_group(signal.SIGKILL)
+            if attempt == 1 or time.monotonic() >= deadline:
                 raise RuntimeError(f"the Ray head did not start:\n{node.log_tail()}")
-            time.sleep(1)
-        return node
+        raise AssertionError("unreachable")
 
     def start_worker(self, name: str, resources: dict[str, float], num_cpus: int) -> RayNodeProcess:
         return self._start(name, [f"--address={self.address}"], resources, num_cpus)
@@ -176,11 +184,12 @@ def ray_nodes() -> Iterator[RayProcessCluster]:
 
 
 class Driver:
-    """This file run as a script in its own process, talking JSON lines over its stdin/stdout."""
+    """A test file run as a script in its own process, talking JSON lines over its stdin/stdout."""
 
-    def __init__(self, *args: str, env: dict[str, str]) -> None:
+    def __init__(self, script: str, *args: str, env: dict[str, str], cluster: RayProcessCluster) -> None:
+        self.cluster = cluster  # described when the driver fails
         self.process = subprocess.Popen(
-            [sys.executable, __file__, *args],
+            [sys.executable, script, *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -207,19 +216,24 @@ class Driver:
             if word == expected:
                 return dict(json.loads(payload))
             if word == "FAILED":
-                pytest.fail(f"the driver failed: {json.loads(payload)['error']}\n{self.stderr()}")
-        pytest.fail(f"no {expected} from the driver within {timeout_s:.0f} s\n{self.stderr()}")
+                pytest.fail(f"the driver failed: {json.loads(payload)['error']}\n{self.diagnosis()}")
+        pytest.fail(f"no {expected} from the driver within {timeout_s:.0f} s\n{self.diagnosis()}")
 
     def send(self, line: str) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
 
-    def stderr(self) -> str:
+    def diagnosis(self) -> str:
+        """The driver's last stderr lines and each node's state and last log lines."""
         if self.process.poll() is None:
             self.process.kill()
         _, err = self.process.communicate(timeout=30)
-        return "\n".join(err.splitlines()[-60:])
+        nodes = [
+            f"--- {n.name} ({'alive' if n.alive else f'exited {n.process.returncode}'}):\n{n.log_tail(15)}"
+            for n in self.cluster.nodes
+        ]
+        return "\n".join(["--- driver stderr:", *err.splitlines()[-40:], *nodes])
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -263,6 +277,19 @@ def tiny_config(data_dir: str, serve_port: int, sim_ports: tuple[int, int, int])
     }
 
 
+def connect(address: str, namespace: str) -> None:
+    """ray.init to the test cluster, asking again if its GCS is slow to answer on a busy machine."""
+    import ray
+
+    for attempt in range(3):
+        try:
+            ray.init(address=address, namespace=namespace, log_to_driver=False)
+            return
+        except ConnectionError:
+            if attempt == 2:
+                raise
+
+
 def emit(word: str, payload: dict[str, Any]) -> None:
     sys.stdout.write(f"{word} {json.dumps(payload, default=str)}\n")
     sys.stdout.flush()
@@ -280,7 +307,8 @@ def drive_multinode(address: str, config_path: str) -> None:
     from cluster.topology import EXECUTION, NAMESPACE, ROUTER
 
     config = load_config(config_path)
-    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+    connect(address, NAMESPACE)
+    wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 2, 300, "the worker node to join")
     nodes = {n["NodeID"]: n for n in ray.nodes() if n["Alive"]}
     head_id = next(i for i, n in nodes.items() if n["Resources"].get("broker_ip"))
     state = launcher.up(config, address=address)
@@ -428,6 +456,7 @@ def wait_for(condition: Any, timeout_s: float, what: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_shards_and_replicas_survive_losing_a_worker_node(
     ray_nodes: RayProcessCluster, tmp_path: Path
 ) -> None:
@@ -439,7 +468,9 @@ def test_shards_and_replicas_survive_losing_a_worker_node(
     import yaml
 
     config_path.write_text(yaml.safe_dump(config))
-    driver = Driver("multinode", ray_nodes.address, str(config_path), env=ray_nodes.env)
+    driver = Driver(
+        __file__, "multinode", ray_nodes.address, str(config_path), env=ray_nodes.env, cluster=ray_nodes
+    )
     try:
         ready = driver.read("READY", timeout_s=600)
         placement = ready["placement"]
