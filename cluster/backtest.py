@@ -490,7 +490,8 @@ def run_backtest(
 
 
 def _describe(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC).astimezone(IST).strftime("%Y-%m-%d %H:%M IST")
+    moment = datetime.fromtimestamp(ts_ns // 1_000_000_000, UTC).astimezone(IST)  # truncated, not rounded
+    return moment.strftime("%Y-%m-%d %H:%M IST")
 
 
 def _orders_and_fills(engine: BacktestEngine) -> tuple[list[dict[str, Any]], list[FillRecord]]:

@@ -333,14 +333,14 @@ class RecordingHandle:
     feed_owner: str | None = None
 
 
-def resolve_keys(catalog: Any, specs: Sequence[str]) -> list[str]:
+def resolve_keys(catalog: Any, specs: Sequence[str], option: str = "--instruments") -> list[str]:
     """Instrument specs ("NSE:SBIN-EQ", "NSE:3045") as catalog keys, unknown ones named."""
     keys = []
     for spec in specs:
         try:
             keys.append(catalog.resolve(spec).key)
         except ShardlineError as err:
-            raise RecordingError(f"--instruments {spec}: {err}") from None
+            raise RecordingError(f"{option} {spec}: {err}") from None
     return list(dict.fromkeys(keys))
 
 

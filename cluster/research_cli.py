@@ -174,7 +174,7 @@ def candles_fetch(
     chosen = parse_interval(interval)
     first, last = parse_day(start), parse_day(end, end=True)
     catalog = load_default_catalog(config)
-    (key,) = resolve_keys(catalog, [instrument])
+    (key,) = resolve_keys(catalog, [instrument], "--instrument")
     from actors.shard.universe import ShardInstrument
 
     target = ShardInstrument.from_catalog(catalog.get(key))
