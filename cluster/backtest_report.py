@@ -563,9 +563,10 @@ def _plots(report: BacktestReport) -> tuple[bytes, bytes]:
             axes.set_ylabel("drawdown (%)")
             axes.set_title(f"{report.name}: drawdown from the running peak")
         axes.grid(True, alpha=0.3)
-        axes.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M", tz=IST))
+        locator = mdates.AutoDateLocator(tz=IST)  # seconds to months, whatever the run spans
+        axes.xaxis.set_major_locator(locator)
+        axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=IST))
         axes.ticklabel_format(axis="y", style="plain", useOffset=False)
-        figure.autofmt_xdate()
         figure.tight_layout()
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png")
