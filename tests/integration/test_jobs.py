@@ -75,8 +75,8 @@ from cluster.jobs import start_deployments_actor
 
 ray.init(namespace=NAMESPACE, log_to_driver=False)
 config = load_config()
-router = start_router(config, options={"lifetime": "detached", "num_cpus": 0})
-options = {"lifetime": "detached", "num_cpus": 0}
+options = {"lifetime": "detached", "num_cpus": 0, "get_if_exists": True}  # a retry finds them
+router = start_router(config, options=options)
 execution = start_execution(config, options=options, venue="local", redis_url="")
 ray.get([router.stats.remote(), execution.stats.remote()], timeout=180)
 ray.get(start_deployments_actor(config, redis_url="").stats.remote(), timeout=180)
@@ -181,7 +181,13 @@ def jobs_cluster() -> Iterator[JobsCluster]:
     try:
         env["RAY_ADDRESS"] = f"127.0.0.1:{port}"  # for the driver scripts
         cluster = JobsCluster(home, f"127.0.0.1:{port}", url, env)
-        assert cluster.driver(SETUP).strip().endswith("ready")
+        # The first driver may meet a GCS still too busy to answer (Ray's own RPC timeouts): retry.
+        for attempt in range(3):
+            done = cluster.run(sys.executable, "-c", SETUP, check=False)
+            if done.returncode == 0 and done.stdout.strip().endswith("ready"):
+                break
+            if attempt == 2:
+                pytest.fail(f"setting up router, execution and deployments failed:\n{done.stderr[-3000:]}")
         yield cluster
     finally:
         _stop(head)
