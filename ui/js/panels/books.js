@@ -5,6 +5,7 @@ import { confirmAction } from "./dialogs.js";
 import { describeError, toast } from "./toasts.js";
 
 const ACTIVE = new Set(["PENDING", "OPEN", "TRIGGER_PENDING", "PARTIALLY_FILLED"]);
+const TERMINAL = new Set(["FILLED", "CANCELLED", "REJECTED"]);
 // Strategies can place thousands of orders a day: the books render the most recent rows only
 // (everything stays available from the REST API).
 const MAX_ROWS = 200;
@@ -126,7 +127,10 @@ export class Books {
     } else {
       const update = message.data;
       const before = this.orders.get(update.client_order_id);
-      if (before && (before.ts_ns ?? 0) > (update.ts_ns ?? 0)) return; // an older state arriving late
+      // The hub delivers each order's states in order; only a REST answer can have raced ahead, so
+      // never let a finished order look active again. (Timestamps come from different clocks:
+      // venue fills carry the exchange's time.)
+      if (before && TERMINAL.has(before.status) && update.status && !TERMINAL.has(update.status)) return;
       const order = { ...before, ...update };
       this.orders.set(update.client_order_id, order);
       if (update.book === MANUAL) {
