@@ -17,6 +17,8 @@ from cluster.config import Role
 from serve.channels import CANDLE_INTERVALS, INSTRUMENT_KEY
 from serve.prices import PriceError, minor_to_rupees, rupees_to_minor
 
+INT64_MAX = 2**63 - 1
+
 
 def _rupees(value: Any) -> Decimal:
     """Accept rupees as a string or number; refuse more than 7 decimal places (the finest unit)."""
@@ -28,6 +30,8 @@ def _rupees(value: Any) -> Decimal:
     amount = Decimal(minor_to_rupees(minor, 10**7).rstrip("0").rstrip("."))
     if amount < 0:
         raise ValueError("must not be negative")
+    if minor > INT64_MAX:  # prices travel as int64 minor units behind this edge
+        raise ValueError(f"must be below {minor_to_rupees(INT64_MAX, 10**7).split('.')[0]} rupees")
     return amount
 
 
