@@ -47,7 +47,9 @@ TRADER = ("trader", "trader-local")
 # What each order is, in turn: most fill at once (market, or a limit through the touch); a share
 # rests on the book as a passive limit, so working orders build up as they do in a session.
 ORDER_MIX = ("market", "limit_marketable", "market", "limit_marketable", "limit_passive")
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Refusals that may pass if sent again; resending is safe because the client order id is the same
+# (the execution actor answers a repeat with the order it already has). A 500 is an outcome unknown.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute))?\s*$")
 
 
@@ -187,6 +189,7 @@ class RestOrderLoad:
         self.ltp: dict[str, Decimal] = {}
         self.stop = asyncio.Event()
         self.started_at = 0.0
+        self.last_ack_s = 0.0  # when the latest acknowledgement arrived, from the start
         self._token = ""
         self._signed_in = asyncio.Lock()
 
@@ -285,6 +288,7 @@ class RestOrderLoad:
                 outcome.http_status = response.status_code
                 answer = _json(response)
                 if response.is_success:
+                    self.last_ack_s = time.monotonic() - self.started_at
                     outcome.latency_s = elapsed
                     outcome.status = str(answer.get("status", ""))
                     outcome.reason = str(answer.get("reason", ""))
@@ -500,6 +504,9 @@ def reconcile_orders(
                 out.lost += 1
                 out.note("acknowledged_not_journaled", outcome.client_order_id)
             continue
+        if not outcome.acknowledged:
+            # Not lost and not doubled, but the client was told it failed: a trader would resend.
+            out.note("placed_but_client_told_it_failed", f"{outcome.client_order_id}: {outcome.error}")
         status = _status(known)
         out.statuses[status] = out.statuses.get(status, 0) + 1
         if status == "REJECTED":
@@ -538,20 +545,22 @@ def reconcile_orders(
             out.note("status_disagrees", f"{coid}: journal {status}, venue {venue_status}")
         filled = int(_field(order, "filled_quantity", 0))
         booked = filled_by_trades.get(str(coid), 0)
+        venue_filled = int(_field(at_venue, "filled_quantity", booked))
         quantity = int(_field(at_venue, "quantity", 0) or 0) or None
-        if booked != int(_field(at_venue, "filled_quantity", booked)):
-            out.duplicated += 1
-            out.note("venue_trades_disagree_with_its_order", f"{coid}: trades {booked}")
-        if filled != booked:
-            out.duplicated += booked > filled
-            out.lost += booked < filled
+        if booked != venue_filled:
+            out.note("venue_trades_disagree_with_its_order", f"{coid}: trades {booked}, order {venue_filled}")
+        if booked != filled:
             out.note("journal_fills_disagree_with_venue", f"{coid}: journal {filled}, venue trades {booked}")
         if quantity is not None and booked > quantity:
-            out.duplicated += 1
             out.note("overfilled", f"{coid}: {booked} > {quantity}")
+        # One order counts once, whichever of the three views gave it away.
+        if booked > filled or booked > venue_filled or (quantity is not None and booked > quantity):
+            out.duplicated += 1
+        elif booked < filled or booked < venue_filled:
+            out.lost += 1
 
     expected: Counter[str] = Counter()
-    for trade in venue_trades:
+    for trade in {str(_field(t, "trade_id")): t for t in venue_trades}.values():
         side = str(getattr(_field(trade, "side"), "value", _field(trade, "side")))
         qty = int(_field(trade, "quantity", 0))
         expected[str(_field(trade, "instrument"))] += qty if side == "BUY" else -qty

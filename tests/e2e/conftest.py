@@ -87,3 +87,8 @@ def system(system_config_path: Path) -> Iterator[dict[str, Any]]:
             serve.shutdown()
         finally:
             ray.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Chaos kills and restarts the system's actors: run it after the tests that expect none."""
+    items.sort(key=lambda item: item.path.name.startswith("test_chaos"))
