@@ -35,6 +35,7 @@ import dataclasses
 import logging
 import os
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from enum import Enum
@@ -53,6 +54,7 @@ REDIS_LATEST_KEY = "shardline:hub:latest"
 EVENT_CHANNELS = frozenset({"alerts"})
 # Channels whose entries merge field by field instead of being replaced.
 MERGE_CHANNELS = frozenset({"orders"})
+TERMINAL_STATUSES = frozenset({"FILLED", "CANCELLED", "REJECTED"})
 
 Update = tuple[str, str, dict[str, Any]]  # (channel, key, data) as published
 
@@ -81,26 +83,41 @@ class LatestStateHub:
             raise ValueError("max_entries must be positive")
         self._max_entries = max_entries
         self._entries: OrderedDict[tuple[str, str], HubUpdate] = OrderedDict()
+        self._stamps: dict[tuple[str, str], tuple[str, int]] = {}
         self.seq = 0
         self.published = 0
         self.evicted = 0
+        self.stale = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def publish(self, updates: Iterable[Update]) -> int:
-        """Store updates; return the sequence number of the last one."""
+    def publish(self, updates: Iterable[Update], origin: str | None = None, origin_seq: int = 0) -> int:
+        """Store updates; return the sequence number of the last one.
+
+        ``origin`` and ``origin_seq`` (a publisher's id and its own rising call count) let the hub
+        drop a call that arrives after a later one from the same publisher: Ray does not keep the
+        order of calls to an async actor.
+        """
         entries = self._entries
+        stamps = self._stamps
         for channel, key, data in updates:
-            self.seq += 1
             ident = (channel, key)
+            if origin is not None:
+                stamp = stamps.get(ident)
+                if stamp is not None and stamp[0] == origin and stamp[1] > origin_seq:
+                    self.stale += 1
+                    continue
+                stamps[ident] = (origin, origin_seq)
+            self.seq += 1
             old = entries.pop(ident, None)
             if old is not None and channel in MERGE_CHANNELS:
                 data = {**old.data, **data}
             entries[ident] = HubUpdate(self.seq, channel, key, data)
             self.published += 1
         while len(entries) > self._max_entries:
-            entries.popitem(last=False)
+            ident, _ = entries.popitem(last=False)
+            stamps.pop(ident, None)
             self.evicted += 1
         return self.seq
 
@@ -127,6 +144,7 @@ class LatestStateHub:
             "entries": len(self._entries),
             "published": self.published,
             "evicted": self.evicted,
+            "stale": self.stale,
         }
 
 
@@ -177,6 +195,7 @@ class HubActor:
         self._hub = LatestStateHub(max_entries)
         self._changed = asyncio.Event()
         self._relay = RedisHubPublisher(redis_url) if redis_url else None
+        self._relay_lock = asyncio.Lock()
         self._namespace = namespace
         self._attach_interval_s = attach_interval_s
         self._attach_task: asyncio.Task[None] | None = None
@@ -185,11 +204,14 @@ class HubActor:
         self._alerted: set[str] = set()
         self.attached: dict[str, bool] = {}
 
-    async def publish(self, updates: list[Update]) -> int:
-        seq = self._hub.publish(updates)
+    async def publish(self, updates: list[Update], origin: str | None = None, origin_seq: int = 0) -> int:
+        seq = self._hub.publish(updates, origin, origin_seq)
         if self._relay is not None:
-            relayed = [(c, k, self._hub.get(c, k) or d) for c, k, d in updates]
-            await asyncio.to_thread(self._relay.publish, relayed)
+            # One relay at a time, each sending the state as it stands when it goes, so Redis never
+            # ends on an older state than the hub's.
+            async with self._relay_lock:
+                relayed = [(c, k, self._hub.get(c, k) or d) for c, k, d in updates]
+                await asyncio.to_thread(self._relay.publish, relayed)
         # Wake every waiting poll, then arm a fresh event for the next round.
         self._changed.set()
         self._changed = asyncio.Event()
@@ -198,8 +220,14 @@ class HubActor:
     # The trading actors call these ------------------------------------------------------------
 
     async def on_order_update(self, update: Any) -> None:
-        """From the execution actor, for every book's orders."""
+        """From the execution actor, for every book's orders (fire-and-forget calls, so they may
+        arrive out of order: an order never goes back from finished, nor its filled quantity down)."""
         data = order_update_data(update)
+        current = self._hub.get("orders", data["client_order_id"]) or {}
+        if current.get("status") in TERMINAL_STATUSES and data["status"] not in TERMINAL_STATUSES:
+            return
+        if data.get("filled_quantity", 0) < current.get("filled_quantity", 0):
+            return
         await self.publish([("orders", data["client_order_id"], data)])
         if update.fill is not None or update.filled_quantity:
             self._refresh_positions_soon()
@@ -384,14 +412,21 @@ class HubPublisher(Protocol):
 
 
 class RayHubPublisher:
-    """Fire-and-forget publishing to the hub actor: a publisher never waits on the terminal."""
+    """Fire-and-forget publishing to the hub actor: a publisher never waits on the terminal.
+
+    Each call carries this publisher's id and call count, so the hub can drop a call that Ray
+    delivered after a later one.
+    """
 
     def __init__(self, handle: Any | None = None) -> None:
         self._handle = handle if handle is not None else get_or_create_hub_actor()
+        self._origin = uuid.uuid4().hex
+        self._calls = 0
 
     def publish(self, updates: Sequence[Update]) -> None:
         if updates:
-            self._handle.publish.remote(list(updates))
+            self._calls += 1
+            self._handle.publish.remote(list(updates), self._origin, self._calls)
 
 
 class RedisHubPublisher:

@@ -39,7 +39,7 @@ PASSWORDS = {
 def terminal(ray_session: Any) -> Iterator[dict[str, Any]]:
     from ray import serve
 
-    from serve.app import APP_NAME, run
+    from serve.app import run
 
     base = load_config()
     port = free_port()
@@ -62,7 +62,7 @@ def terminal(ray_session: Any) -> Iterator[dict[str, Any]]:
     url = f"http://127.0.0.1:{port}"
     poll_until(lambda: _ok(f"{url}/health"), 60, "the terminal to answer /health")
     yield {"url": url, "ws": f"ws://127.0.0.1:{port}/ws", "config": config}
-    serve.delete(APP_NAME)
+    serve.shutdown()  # the next module may want Serve on another port
 
 
 def _ok(url: str) -> bool:

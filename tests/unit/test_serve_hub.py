@@ -37,7 +37,7 @@ def test_eviction_drops_the_least_recently_published() -> None:
     hub.publish([("alerts", "1", {}), ("alerts", "2", {}), ("alerts", "3", {})])
     _, state = hub.since(0)
     assert [u.key for u in state] == ["2", "3"]
-    assert hub.stats() == {"seq": 3, "entries": 2, "published": 3, "evicted": 1}
+    assert hub.stats() == {"seq": 3, "entries": 2, "published": 3, "evicted": 1, "stale": 0}
 
 
 def test_limit_pages_through_a_backlog() -> None:
@@ -157,3 +157,30 @@ async def test_order_updates_merge_with_what_the_terminal_published() -> None:
     assert order["status"] == "FILLED" and order["avg_price"] == 81_250
     assert order["last_fill"] == {"trade_id": "T1", "quantity": 5, "price": 81_250, "ts_ns": 3}
     assert "fill" not in order
+
+
+def test_a_late_call_from_the_same_publisher_is_dropped() -> None:
+    hub = LatestStateHub()
+    hub.publish([("quote:NSE:1", "", {"ltp": 2})], origin="router", origin_seq=2)
+    hub.publish([("quote:NSE:1", "", {"ltp": 1})], origin="router", origin_seq=1)  # delivered late
+    hub.publish([("quote:NSE:1", "", {"ltp": 3})], origin="other", origin_seq=1)  # another publisher
+    _, state = hub.since(0)
+    assert [u.data["ltp"] for u in state] == [3]
+    assert hub.stats()["stale"] == 1
+
+
+async def test_order_updates_never_go_back_from_finished() -> None:
+    from actors.orders import OrderStatus, OrderUpdate
+
+    def update(status: OrderStatus, filled: int) -> OrderUpdate:
+        return OrderUpdate(
+            client_order_id="t9", venue_order_id="v", book="manual", instrument="NSE:3045", status=status,
+            filled_quantity=filled,
+        )  # fmt: skip
+
+    actor = HubActor()
+    await actor.on_order_update(update(OrderStatus.FILLED, 5))
+    await actor.on_order_update(update(OrderStatus.OPEN, 0))  # an earlier state, delivered late
+    await actor.on_order_update(update(OrderStatus.PARTIALLY_FILLED, 2))
+    _, state = await actor.poll(0, timeout_s=0)
+    assert [(u.data["status"], u.data["filled_quantity"]) for u in state] == [("FILLED", 5)]
