@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "actors.portfolio.cli",
     "serve.cli",
     "cluster.deploy_cli",
+    "cluster.load_cli",
     "cluster.research_cli",
 ]
 
