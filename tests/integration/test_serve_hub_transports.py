@@ -43,7 +43,7 @@ class Collector:
 async def run_feed(feed: Any, collector: Collector) -> tuple[asyncio.Task[None], asyncio.Event]:
     ready = asyncio.Event()
     task = asyncio.create_task(feed.run(collector.deliver, ready))
-    await asyncio.wait_for(ready.wait(), 20)
+    await asyncio.wait_for(ready.wait(), 60)
     return task, ready
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -22,10 +23,8 @@ JWT_SECRET = "redis-integration-secret-0123456789-0123"
 def _kill_hub() -> None:
     import ray
 
-    try:
+    with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(HUB_ACTOR_NAME, namespace=HUB_NAMESPACE), no_restart=True)
-    except ValueError:
-        pass
     poll_until(lambda: not _hub_exists(), 30, "the old hub to go")
 
 
@@ -68,7 +67,9 @@ def _ready_hub(url: str) -> bool:
 
 async def _client(terminal: dict[str, Any], channel: str) -> Any:
     token = httpx.post(
-        f"{terminal['url']}/api/v1/auth/login", json={"username": "viewer", "password": "viewer-local"}
+        f"{terminal['url']}/api/v1/auth/login",
+        json={"username": "viewer", "password": "viewer-local"},
+        timeout=60,  # argon2 on a loaded machine
     ).json()["access_token"]
     ws = await websockets.connect(terminal["ws"])
     await ws.send(json.dumps({"type": "auth", "token": token}))

@@ -77,7 +77,7 @@ def tokens(terminal: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for user, password in PASSWORDS.items():
         response = httpx.post(
-            f"{terminal['url']}/api/v1/auth/login", json={"username": user, "password": password}
+            f"{terminal['url']}/api/v1/auth/login", json={"username": user, "password": password}, timeout=60
         )
         assert response.status_code == 200, response.text
         out[user] = response.json()
@@ -122,7 +122,9 @@ def test_readiness_reports_each_dependency(terminal: dict[str, Any]) -> None:
 
 def test_login_refresh_and_me(terminal: dict[str, Any], tokens: dict[str, dict[str, Any]]) -> None:
     url = terminal["url"]
-    wrong = httpx.post(f"{url}/api/v1/auth/login", json={"username": "trader", "password": "nope"})
+    wrong = httpx.post(
+        f"{url}/api/v1/auth/login", json={"username": "trader", "password": "nope"}, timeout=60
+    )
     assert wrong.status_code == 401
     assert wrong.json()["error"] == "unauthenticated"
     assert wrong.headers["www-authenticate"] == "Bearer"
