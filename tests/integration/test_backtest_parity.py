@@ -3,9 +3,14 @@ make the same order decisions, and their fills agree within 1%.
 
 The topology is what `shardline up` starts (simulator, portfolio as the paper venue, execution,
 router, hub, a shard, supervisor) with the feed held back until a recorder is on the router, so
-the recording holds every tick the shard sees. The simulator runs slowly (a few ticks a second
-per instrument) so each paper fill reaches the shard before that instrument's next tick: the
-backtest fills at once, and a strategy's decisions depend on its position.
+the recording holds every tick the shard sees.
+
+A backtest fills at once; live, a fill reaches the shard some time later, and a strategy that
+decides from its position can only decide the same when the fill came before that instrument's
+next tick. The simulator runs slowly (one tick every two seconds per instrument) so that is the
+rule, and the comparison of an instrument's orders stops after a fill that came later than that
+(on a loaded machine one can): everything up to it must be equal, and enough orders must have
+been compared for the test to mean something.
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import ray
 import yaml
+from nautilus_trader.model.data import TradeTick
+from nautilus_trader.persistence.catalog import ParquetDataCatalog
 
 from actors.orders import OrderStatus, OrderUpdate
 from cluster.backtest import build_report, parse_window, run_backtest
@@ -33,8 +41,10 @@ IST = timezone(timedelta(hours=5, minutes=30))
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEPLOYMENT = "parity-ema"
 INSTRUMENTS = 4
-TICK_RATE = 8  # ticks/s over all instruments: 2 a second each, half a second apart
-ORDERS_WANTED = 5  # per instrument, before the stream is paused
+TICK_RATE = 2  # ticks/s over all instruments: one every two seconds each
+ORDERS_WANTED = 4  # per instrument, before the stream is paused
+FILL_MARGIN_NS = 200_000_000  # a fill this close before the next tick may still reach the shard after it
+MIN_COMPARED = 10  # orders compared in all, or the test says the fills were too slow to tell
 
 
 def _config(tmp: Path) -> Path:
@@ -127,12 +137,26 @@ def _quiet(handle: RecordingHandle, wait_until: Callable[..., Any]) -> dict[str,
     stats = wait_until(settled, 120, "every sent tick routed")
     shard = ray.get_actor(f"shard-{DEPLOYMENT}-0", namespace=NAMESPACE)
     ray.get(shard.drain.remote(), timeout=60)
-    wait_until(
-        lambda: all(o.status in (OrderStatus.FILLED, OrderStatus.REJECTED) for o in _live_orders(DEPLOYMENT)),
-        60,
-        "every live order done",
-    )
+
+    def orders_done() -> bool:
+        # The shard does not wait for the execution actor's answers: an order it sent may still be
+        # on its way there once the ticks are handled.
+        sent = int(ray.get(shard.stats.remote(), timeout=30)["orders_sent"])
+        live = _live_orders(DEPLOYMENT)
+        return len(live) == sent and all(o.status in (OrderStatus.FILLED, OrderStatus.REJECTED) for o in live)
+
+    wait_until(orders_done, 60, "every order the shard sent done")
     return stats
+
+
+def comparable(decided_ns: list[int], filled_ns: list[int], ticks_ns: np.ndarray) -> int:
+    """How many of an instrument's orders can be compared: up to and including the first whose live
+    fill came later than the instrument's next tick after the decision (minus a margin)."""
+    for k, (decided, filled) in enumerate(zip(decided_ns, filled_ns, strict=False)):
+        later = ticks_ns[ticks_ns > decided]
+        if len(later) and filled >= later[0] - FILL_MARGIN_NS:
+            return k + 1
+    return min(len(decided_ns), len(filled_ns))
 
 
 def test_a_backtest_of_the_recording_orders_and_fills_as_the_live_shard_did(
@@ -185,17 +209,37 @@ def test_a_backtest_of_the_recording_orders_and_fills_as_the_live_shard_did(
         instrument = nautilus_id[order.instrument]
         live_trail.setdefault(instrument, []).append((trade.side.value, trade.quantity))
         live_prices.setdefault(instrument, []).append(Decimal(trade.price) / 100)
-    assert run.order_trail() == live_trail
+    backtest_ns: dict[str, list[int]] = {}
     backtest_prices: dict[str, list[Decimal]] = {}
     for order in run.orders:
         assert order["status"] == "FILLED"
+        backtest_ns.setdefault(order["instrument"], []).append(int(order["ts_init"]))
         backtest_prices.setdefault(order["instrument"], []).append(Decimal(order["avg_price"]))
-    for instrument, prices in live_prices.items():
-        for live_price, backtest_price in zip(prices, backtest_prices[instrument], strict=True):
+    trail = run.order_trail()
+    store = ParquetDataCatalog(str(catalog_path))
+    compared = 0
+    delays_ms: dict[str, list[float]] = {}  # fill after decision, for the message
+    for instrument, orders in live_trail.items():
+        fills_ns = [
+            by_order[o.client_order_id].ts_ns for o in live if nautilus_id[o.instrument] == instrument
+        ]
+        ticks_ns = np.array([t.ts_init for t in store.query(TradeTick, identifiers=[instrument])])
+        n = comparable(backtest_ns[instrument], fills_ns, ticks_ns)
+        delays_ms[instrument] = [
+            round((f - d) / 1e6) for d, f in zip(backtest_ns[instrument], fills_ns, strict=False)
+        ]
+        assert trail[instrument][:n] == orders[:n], (instrument, n, trail[instrument][:n], orders[:n])
+        if n == len(orders):  # every fill was on time: the backtest made no more orders than that
+            assert trail[instrument] == orders, (instrument, trail[instrument], orders)
+        for live_price, backtest_price in zip(
+            live_prices[instrument][:n], backtest_prices[instrument][:n], strict=True
+        ):
             assert abs(backtest_price - live_price) / live_price < Decimal("0.01"), (instrument, live_price)
+        compared += n
+    assert compared >= MIN_COMPARED, f"only {compared} orders compared, live fills too late: {delays_ms}"
 
     report = build_report(run, DEPLOYMENT)
-    assert report.stats.fills == sum(len(v) for v in live_trail.values())
+    assert report.stats.fills == len(run.fills) == len(run.orders)
     assert report.stats.charges > 0
 
 
