@@ -87,6 +87,17 @@ def build_app(config: ShardlineConfig, env: Secrets | None = None, heartbeat_s: 
     return deployment.bind(config.model_dump(mode="json"), jwt_secret, env.redis_url, heartbeat_s)
 
 
+def app_builder(args: dict[str, Any]) -> Application:
+    """The application builder Serve's config files name (`import_path: serve.app:app_builder`).
+
+    `args` may give `config`, the path of the YAML file (default: `SHARDLINE_CONFIG` or the
+    project's `config/shardline.yaml`); secrets come from the environment as always.
+    """
+    from cluster.config import load_config
+
+    return build_app(load_config(args.get("config")))
+
+
 def run(
     config: ShardlineConfig, env: Secrets | None = None, blocking: bool = False, heartbeat_s: float = 10.0
 ) -> None:
