@@ -157,6 +157,7 @@ class Broadcaster:
         self._alerts: deque[dict[str, Any]] = deque(maxlen=RECENT_ALERTS)
         self._candles: dict[str, dict[str, CandleBuilder]] = {}  # instrument -> interval -> builder
         self._keys_by_iid: dict[str, str] = {}
+        self._scales: dict[str, int] = {}  # minor units per rupee, by instrument
         self._closes: dict[str, int] = {}  # previous close by instrument, for day change
         self._closes_wanted: set[str] = set()
         self._closes_missing: set[str] = set()  # the broker had no close: asked again only hourly
@@ -223,7 +224,11 @@ class Broadcaster:
         return key
 
     def _present(self, data: dict[str, Any], instrument: str | None) -> Any:
-        scale = self._service.price_scale(instrument) if instrument else 100
+        scale = 100
+        if instrument:
+            scale = self._scales.get(instrument) or self._scales.setdefault(
+                instrument, self._service.price_scale(instrument)
+            )
         body = present(data, scale)
         if instrument and isinstance(body, dict):
             body.setdefault("instrument", instrument)
