@@ -16,6 +16,7 @@ from typing import Any
 import ray
 
 from cluster.health import HealthBoard
+from cluster.metrics import export_stats, export_status
 from cluster.topology import NAMESPACE, TopologyPlan
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Supervisor:
         for name, kind in self._kinds.items():
             self._board.expect(name, kind)
         self._started_ns = time.time_ns()
+        self._export_errors = 0
         self._task: asyncio.Task[None] | None = None
 
     async def _poll_once(self) -> None:
@@ -72,9 +74,21 @@ class Supervisor:
             if self._kinds[name] == "feed" and not stats.get("stream"):
                 # Ray re-runs only __init__ on a restart: a restarted feed needs its sockets opened.
                 handle.start.remote()
-            self._board.observe_ok(name, time.time_ns(), _plain(stats), node=str(stats.get("node", "")))
+            plain = _plain(stats)
+            self._board.observe_ok(name, time.time_ns(), plain, node=str(stats.get("node", "")))
+            self._export(lambda: export_stats(self._kinds[name], name, plain))
 
-        await asyncio.gather(*(ask(name) for name in self._kinds))
+        await asyncio.gather(*(ask(name) for name in list(self._kinds)))
+        self._export(lambda: export_status(self._board.status(time.time_ns())))
+
+    def _export(self, record: Any) -> None:
+        """Ray metrics from the answers just polled; a metrics problem never stops the polling."""
+        try:
+            record()
+        except Exception as err:  # counted in the log, never raised into the health loop
+            self._export_errors += 1
+            if self._export_errors <= 3:
+                log.warning("metrics export failed: %s", err)
 
     async def run(self) -> None:
         """Poll forever; started once by the launcher (idempotent)."""
