@@ -590,12 +590,42 @@ class ExecutionEngine:
         try:
             state = await self.venue.find(order.request, order.venue_order_id)
         except Exception as again:
-            log.error("submit %s: outcome unknown until reconcile: %r", order.client_order_id, again)
+            log.error(
+                "submit %s: outcome unknown; asking the venue until it answers: %r",
+                order.client_order_id,
+                again,
+            )
+            self._spawn(self._settle_when_the_venue_answers(order))
             return None
         if state is None:
             return VenueAck(accepted=False, reason=f"the venue did not take the order: {err}")
         self._adopt(order, state)
         return None
+
+    async def _settle_when_the_venue_answers(self, order: OrderStateMachine) -> None:
+        """A submit whose fate the venue could not tell (e.g. it was restarting): ask again, with
+        back-off, until it can; otherwise the order would stay PENDING until the next restart."""
+        pause = 0.5
+        while order.status is OrderStatus.PENDING:
+            await asyncio.sleep(pause)  # back-off while the venue comes back
+            pause = min(pause * 2, 5.0)
+            try:
+                state = await self.venue.find(order.request, order.venue_order_id)
+            except Exception:
+                continue
+            async with self._lock(order.client_order_id):
+                if order.status is not OrderStatus.PENDING:
+                    return
+                if state is None:
+                    self._record_fact(
+                        OrderRejected(
+                            ts_ns=self._clock(), client_order_id=order.client_order_id, reason=LOST_AT_VENUE
+                        )
+                    )
+                    self._notify(order.update())
+                else:
+                    self._adopt(order, state)
+            return
 
     def _adopt(self, order: OrderStateMachine, state: VenueOrderState) -> None:
         """Take the venue's view of an order: its id and status, and any fills we missed."""
