@@ -416,6 +416,10 @@ def render_sections(result: Mapping[str, Any]) -> dict[str, str]:
         sections["scaling"] = _scaling_section(result, when)
     if "deployments" in parts:
         sections["deployments"] = _deployments_section(parts["deployments"], when)
+    if isinstance(parts.get("orders"), dict) and "error" not in parts["orders"]:
+        sections["orders"] = _orders_section(parts["orders"], when)
+    if isinstance(parts.get("chaos"), dict) and "error" not in parts["chaos"]:
+        sections["chaos"] = _chaos_section(parts["chaos"], when)
     return sections
 
 
@@ -630,4 +634,82 @@ def _deployments_section(doc: Mapping[str, Any], when: str) -> str:
         ]
     else:
         lines += ["", x.get("note", "")]
+    return "\n".join(lines)
+
+
+def _orders_section(doc: Mapping[str, Any], when: str) -> str:
+    latency = doc.get("submit_to_ack_ms", {})
+    lag = doc.get("schedule_lag_ms", {})
+    rec = doc.get("reconciliation", {})
+    return "\n".join(
+        [
+            "## Orders through REST under load (`shardline bench orders`)",
+            "",
+            when,
+            "",
+            f"`shardline bench orders --rate {doc.get('offered_per_min'):,}/min --seconds "
+            f"{round(doc.get('seconds', 0))}` on a private `sim` system (the shipped config: simulator at "
+            f"{doc.get('tick_rate'):,} ticks/s, the sample deployment, paper venue, one terminal user), "
+            f"{doc.get('concurrency')} requests in flight, market and limit orders over "
+            f"{doc.get('instruments')} instruments. Submit → acknowledgement is the POST round trip: REST "
+            "edge, journal write (fsync) and the venue's answer.",
+            "",
+            "| offered/s | acknowledged/s | p50 ms | p95 ms | p99 ms | max ms | schedule lag p50 / p99 ms "
+            "| lost | duplicated | client CPU % | load |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            f"| {doc.get('offered_per_s')} | {doc.get('achieved_per_s')} | {latency.get('p50')} | "
+            f"{latency.get('p95')} | {latency.get('p99')} | {latency.get('max')} | {lag.get('p50')} / "
+            f"{lag.get('p99')} | {doc.get('lost')} | {doc.get('duplicated')} | {doc.get('client_cpu_pct')} | "
+            f"{doc.get('load_avg_1m')} |",
+            "",
+            f"Statuses at the end: {rec.get('statuses')}; refused by the API: "
+            f"{doc.get('refused_by_api') or 'none'}; "
+            f"rejects by reason: {doc.get('rejects_by_reason') or 'none'}; positions equal to the trades: "
+            f"{rec.get('positions_exact')}. Schedule lag is how late orders left against the open-loop "
+            "schedule: when it grows, the client and the system together could not keep the offered rate.",
+        ]
+    )
+
+
+def _chaos_section(doc: Mapping[str, Any], when: str) -> str:
+    verdict = doc.get("verdict", {})
+    ticks = doc.get("ticks", {})
+    rec = doc.get("orders", {}).get("reconciliation", {})
+    lines = [
+        "## Faults under load (`shardline chaos`)",
+        "",
+        when,
+        "",
+        f"`shardline chaos --seconds {round(doc.get('seconds', 0))}`: simulator at {doc.get('tick_rate'):,} "
+        f"ticks/s and {doc.get('order_rate_per_s')} orders/s through REST (retried with the same client "
+        "order id when refused or unanswered) while each part is killed in turn (SIGKILL; `ray.kill` for "
+        "the Serve replica; every simulator socket cut). Answered: the part answers from a new process. "
+        "Recovered: the counter it is measured by moves again.",
+        "",
+        "| fault | answered (s) | recovered (s) | measured by | note |",
+        "|---|---|---|---|---|",
+    ]
+    for f in doc.get("faults", []):
+        lines.append(
+            f"| {f['fault']} | {f.get('answered_s')} | {f.get('recovered_s')} | {f.get('rate_key')} | "
+            f"{f.get('detail', '')} |"
+        )
+    lines += [
+        "",
+        f"Orders: {rec.get('ordered')} offered, {rec.get('acknowledged')} acknowledged, "
+        f"**{rec.get('lost')} lost, {rec.get('duplicated')} duplicated**, {verdict.get('orders_in_doubt')} "
+        f"still in doubt; statuses {rec.get('statuses')}; positions equal to the trades: "
+        f"{rec.get('positions_exact')}.",
+        "",
+        f"Ticks at the router, over {ticks.get('router_incarnations')} incarnation(s): "
+        f"in {ticks.get('in'):,} = "
+        f"out {ticks.get('out'):,} + conflated {ticks.get('conflated')} + dropped {ticks.get('dropped')} + "
+        f"in flight at the kill {ticks.get('in_flight_at_kill')} + held at the end "
+        f"{ticks.get('held_at_end')}: "
+        f"balanced **{ticks.get('balanced')}**. Around it: the feeds pushed {ticks.get('pushed_by_feeds'):,} "
+        f"(the difference, {ticks.get('pushed_not_counted_by_router')}, is what a killed actor did between "
+        f"its last reading and the kill), the shards received {ticks.get('received_by_shards'):,}.",
+        "",
+        f"Verdict: {'passed' if verdict.get('passed') else 'failed'} ({verdict}).",
+    ]
     return "\n".join(lines)
