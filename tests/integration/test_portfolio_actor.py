@@ -262,15 +262,18 @@ def test_quotes_from_the_real_router_pulled_and_pushed(
 def test_the_heartbeat_squares_off_intraday_at_the_configured_time(
     make_venue: Callable[..., Venue], wait_until: Callable[..., Any]
 ) -> None:
-    venue = make_venue(start=ist(15, 19, 57))
+    # The actor's clock reads 15:19:40 when the test makes it: room for a slow start on a busy machine.
+    venue = make_venue(start=ist(15, 19, 40))
     venue.market(quote(SBIN, 80_000, 79_995, 80_005))
     venue("submit", request("i-1", SBIN, Side.BUY, 10))
     venue("submit", request("d-1", SBIN, Side.BUY, 5, product=Product.DELIVERY))
+    assert venue("quote", SBIN.key).ts_ns < ist(15, 20), "the actor started too late to test the square-off"
+    assert {p.product: p.quantity for p in venue("positions")} == {Product.INTRADAY: 10, Product.DELIVERY: 5}
     # No quote or call moves the clock past 15:20: the heartbeat does.
     squared = {Product.INTRADAY: 0, Product.DELIVERY: 5}
     wait_until(
         lambda: {p.product: p.quantity for p in venue("positions")} == squared,
-        30,
+        60,
         "the intraday auto square-off",
     )
     exit_trade = venue("trades")[-1]
