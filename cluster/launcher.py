@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -69,6 +71,21 @@ def run_state_path(config: ShardlineConfig) -> Path:
     return config.data_path / "run" / "cluster.json"
 
 
+def local_cluster_address() -> str | None:
+    """The GCS address of the local cluster Ray last started here, if it still answers.
+
+    Ray's `auto` keeps retrying a cluster that died without `ray stop` (its address file stays
+    behind); a refused connection here means: start a fresh head instead.
+    """
+    path = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+    try:
+        host, port = path.read_text().strip().rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=2):
+            return f"{host}:{port}"
+    except (OSError, ValueError):
+        return None
+
+
 def connect_ray(config: ShardlineConfig, address: str | None, dashboard: bool = True) -> bool:
     """Join the cluster at `address`, or the local one, starting a local head if none runs.
 
@@ -80,11 +97,9 @@ def connect_ray(config: ShardlineConfig, address: str | None, dashboard: bool = 
         # Nodes of a real cluster have the project installed by their setup commands (deploy/ray).
         ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         return False
-    try:
+    if local_cluster_address() is not None:
         ray.init(address="auto", namespace=NAMESPACE, log_to_driver=False)
         return False
-    except ConnectionError:
-        pass
     resources = json.dumps({config.execution.pin_resource: 1})
     cmd = [
         _ray_executable(),
