@@ -255,17 +255,26 @@ class RayClusterControl:
         if handle is None:
             return []
         actor_id = handle._actor_id.hex()
+        # This cluster's GCS, not whichever one the local auto-detection would find first.
+        gcs = ray.get_runtime_context().gcs_address
 
         def tail() -> list[str]:
             from ray.util.state import get_log
 
             out: list[str] = []
+            problems = []
             for suffix in ("out", "err"):
                 try:
-                    for chunk in get_log(actor_id=actor_id, tail=lines, suffix=suffix, timeout=5):
+                    for chunk in get_log(
+                        address=gcs, actor_id=actor_id, tail=lines, suffix=suffix, timeout=10
+                    ):
                         out += [line for line in chunk.splitlines() if line.strip()]
                 except Exception as err:  # no dashboard (the log API needs it), or no such file
-                    log.debug("deployments: no %s log for %s: %s", suffix, shard, err)
+                    problems.append(
+                        f"{suffix}: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+                    )
+            if problems and not out:
+                out.append(f"(no log lines from Ray's log API: {'; '.join(problems)[:300]})")
             return out[-lines:]
 
         return await asyncio.to_thread(tail)
