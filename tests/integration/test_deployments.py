@@ -24,6 +24,8 @@ from nautilus_trader.trading.strategy import Strategy
 
 from actors.execution.actor import start_execution
 from actors.router.actor import start_router
+from actors.shard.actor import start_shard_actor
+from actors.shard.shard import ShardSpec
 from actors.shard.universe import ShardInstrument
 from catalog.sources import load_default_catalog
 from cluster import jobs
@@ -395,3 +397,51 @@ def test_stopping_cancels_the_working_orders_of_the_book(desk: Desk, wait_until:
     assert sorted(stopped["orders_cancelled"]) == sorted(o.client_order_id for o in orders)
     after = ray.get(desk.execution.orders.remote("resting"))
     assert {o.status.value for o in after} == {"CANCELLED"}
+
+
+def test_a_deployment_started_by_up_is_adopted_and_can_be_swapped(
+    desk: Desk, tmp_path: Path, wait_until: Callable[..., Any]
+) -> None:
+    """`shardline up` routes and starts the configured deployments itself; the deployments actor
+    it starts afterwards finds them running and manages them like any other."""
+    universe = desk.universe(4, skip=90)
+    config = parse_config(
+        {
+            "data_dir": str(tmp_path),
+            "catalog": {"synth_count": 2000},
+            "deployments": [check_spec("configured", universe)],
+        }
+    )
+    spec = config.deployments[0]
+    ray.get(desk.router.add_deployment.remote("configured", {i.iid: i.key for i in universe}, 2, "block"))
+    shards = [
+        start_shard_actor(ShardSpec.from_deployment(spec, universe, k), lifetime="detached", num_cpus=0)
+        for k in range(2)
+    ]
+    assert ray.get([s.ready.remote() for s in shards], timeout=300) == ["running", "running"]
+    # a deployments actor with this config, as `up` starts it
+    ray.kill(desk.deployments, no_restart=True)
+    wait_until(lambda: not _named("deployments"), 60, "the old deployments actor to be gone")
+    desk.deployments = jobs.start_deployments_actor(config, redis_url="")
+
+    doc = desk.call("show", "configured")
+    assert (doc["state"], doc["source"], doc["shards"], doc["generation"]) == ("running", "config", 2, 0)
+    assert any("adopted" in h for h in doc["history"])
+    stream = desk.stream(universe, rate=1_000)
+    stream.wait_for(1_000)
+    report = desk.call("swap", "configured", strategy="test_deployments:SequenceCheckV2", config={})
+    assert report["shards"] == ["shard-configured.1-0", "shard-configured.1-1"]
+    stream.wait_for(500)
+    stream.stop()
+    wait_until(lambda: desk.drained("configured"), 60, "the router to deliver every tick")
+    audit = audit_sequences(desk.states("configured"), stream.last_seq_by_instrument())
+    assert (audit.seen, audit.lost, audit.duplicated) == (stream.sent, 0, 0)
+    desk.call("stop", "configured")
+
+
+def _named(name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return False
+    return True
