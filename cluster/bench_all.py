@@ -648,7 +648,8 @@ def _orders_section(doc: Mapping[str, Any], when: str) -> str:
             when,
             "",
             f"`shardline bench orders --rate {doc.get('offered_per_min'):,}/min --seconds "
-            f"{round(doc.get('seconds', 0))}` on a private `sim` system (the shipped config: simulator at "
+            f"{round(doc.get('window_s') or doc.get('seconds', 0))}` on a private `sim` system "
+            "(the shipped config: simulator at "
             f"{doc.get('tick_rate'):,} ticks/s, the sample deployment, paper venue, one terminal user), "
             f"{doc.get('concurrency')} requests in flight, market and limit orders over "
             f"{doc.get('instruments')} instruments. Submit → acknowledgement is the POST round trip: REST "
@@ -667,6 +668,7 @@ def _orders_section(doc: Mapping[str, Any], when: str) -> str:
             f"rejects by reason: {doc.get('rejects_by_reason') or 'none'}; positions equal to the trades: "
             f"{rec.get('positions_exact')}. Schedule lag is how late orders left against the open-loop "
             "schedule: when it grows, the client and the system together could not keep the offered rate.",
+            *(["", str(doc["note"])] if doc.get("note") else []),
         ]
     )
 

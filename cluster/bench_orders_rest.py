@@ -780,6 +780,7 @@ def _measure(
         "path": "rest",
         "offered_per_min": round(load_config.rate_per_s * 60),
         "offered_per_s": round(load_config.rate_per_s, 2),
+        "window_s": load_config.seconds,
         "seconds": round(elapsed, 2),
         "concurrency": load_config.concurrency,
         "instruments": len(chosen),
