@@ -100,14 +100,35 @@ def app_builder(args: dict[str, Any]) -> Application:
 
 def run(
     config: ShardlineConfig, env: Secrets | None = None, blocking: bool = False, heartbeat_s: float = 10.0
-) -> None:
-    """Start Serve's HTTP proxy on the configured address and deploy the terminal (Ray must be up)."""
+) -> str:
+    """Start Serve's HTTP proxy and deploy the terminal (Ray must be up); return the terminal's URL.
+
+    When Serve already runs in this cluster its proxy keeps the address it has (Serve ignores new
+    HTTP options), so the URL returned is the one it actually listens on.
+    """
     env = env or Secrets()
     get_or_create_hub_actor(env.redis_url)
     get_or_create_marketdata_actor(config)
     serve.start(http_options={"host": config.serve.host, "port": config.serve.port})
     serve.run(build_app(config, env, heartbeat_s), name=APP_NAME, route_prefix="/", blocking=blocking)
-    logger.info("terminal at http://%s:%d", config.serve.host, config.serve.port)
+    host, port = serving_address(config)
+    if (host, port) != (config.serve.host, config.serve.port):
+        logger.warning("Serve was already listening on %s:%d; the terminal is there", host, port)
+    logger.info("terminal at http://%s:%d", host, port)
+    return f"http://{host}:{port}"
+
+
+def serving_address(config: ShardlineConfig) -> tuple[str, int]:
+    """Where Serve's proxy listens (the configured address if Serve cannot say)."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client()
+        if client is not None:
+            return str(client.http_config.host), int(client.http_config.port)
+    except Exception:  # an internal of Serve's: fall back to what was asked for
+        pass
+    return config.serve.host, config.serve.port
 
 
 def shutdown() -> None:

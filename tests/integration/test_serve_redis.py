@@ -42,19 +42,16 @@ def _hub_exists() -> bool:
 def terminal(ray_session: Any, redis_server: Any) -> Iterator[dict[str, Any]]:
     from ray import serve
 
-    from serve.app import run
+    from serve.app import APP_NAME, run
 
     redis_server.client().flushall()
     _kill_hub()  # a hub from another module relays nowhere; this one must relay to Redis
-    serve.shutdown()  # so this module's HTTP port applies
     base = load_config()
-    port = free_port()
-    config = base.model_copy(update={"serve": base.serve.model_copy(update={"port": port})})
-    run(config, Secrets(shardline_jwt_secret=SecretStr(JWT_SECRET), redis_url=redis_server.url))
-    url = f"http://127.0.0.1:{port}"
+    config = base.model_copy(update={"serve": base.serve.model_copy(update={"port": free_port()})})
+    url = run(config, Secrets(shardline_jwt_secret=SecretStr(JWT_SECRET), redis_url=redis_server.url))
     poll_until(lambda: _ready_hub(url), 60, "the terminal's Redis feed")
-    yield {"url": url, "ws": f"ws://127.0.0.1:{port}/ws", "redis_url": redis_server.url}
-    serve.shutdown()
+    yield {"url": url, "ws": url.replace("http://", "ws://") + "/ws", "redis_url": redis_server.url}
+    serve.delete(APP_NAME)
     _kill_hub()
 
 

@@ -40,7 +40,7 @@ PASSWORDS = {
 def terminal(ray_session: Any) -> Iterator[dict[str, Any]]:
     from ray import serve
 
-    from serve.app import run
+    from serve.app import APP_NAME, run
 
     base = load_config()
     port = free_port()
@@ -59,11 +59,10 @@ def terminal(ray_session: Any) -> Iterator[dict[str, Any]]:
             )
         }
     )
-    run(config, Secrets(shardline_jwt_secret=SecretStr(JWT_SECRET), redis_url=None), heartbeat_s=1.0)
-    url = f"http://127.0.0.1:{port}"
+    url = run(config, Secrets(shardline_jwt_secret=SecretStr(JWT_SECRET), redis_url=None), heartbeat_s=1.0)
     poll_until(lambda: _ok(f"{url}/health"), 60, "the terminal to answer /health")
-    yield {"url": url, "ws": f"ws://127.0.0.1:{port}/ws", "config": config}
-    serve.shutdown()  # the next module may want Serve on another port
+    yield {"url": url, "ws": url.replace("http://", "ws://") + "/ws", "config": config}
+    serve.delete(APP_NAME)
 
 
 def _ok(url: str) -> bool:
