@@ -144,6 +144,10 @@ class DeploymentRecord(msgspec.Struct, kw_only=True):
     source: str = "submit"  # "config" (started by `shardline up`), "submit", "api"
     spares: int = 0  # idle processes started for the next generation's shards (`warm_spares`)
     spares_env: RuntimeEnv | None = None  # the runtime_env the spares were started with
+    # A swap in progress: the new version's spec and runtime_env, so a restarted manager can finish it.
+    pending_spec: dict[str, Any] | None = None
+    pending_env: RuntimeEnv | None = None
+    pending_shards: int | None = None  # a rescale in progress: its target
     history: list[str] = msgspec.field(default_factory=list)
     started_ns: int = 0
     updated_ns: int = 0
@@ -479,6 +483,39 @@ async def launch_spares(control: ClusterControl, specs: list[ShardSpec]) -> None
     raise ShardStartError(f"{spec.name} did not start: {reason}")
 
 
+def recovery_action(
+    record: DeploymentRecord, routed: int, current_ok: bool, routed_ok: bool, following_ok: bool
+) -> str:
+    """What to do with a deployment whose swap or rescale a restart cut short.
+
+    Parameters
+    ----------
+    record : DeploymentRecord
+        As journaled before the operation (generation and shard count of the old version).
+    routed : int
+        The shards the router's route has now (0: no route).
+    current_ok, routed_ok, following_ok : bool
+        Whether every shard runs: of the record's generation and count; of its generation at the
+        routed count; of the next generation at the routed count.
+
+    Returns
+    -------
+    str
+        "undo" (re-attach the record's shards), "finish-swap", "finish-rescale" or "fail".
+    """
+    if not routed:
+        return "fail"
+    if routed == record.shards:
+        if current_ok:
+            return "undo"  # the old shards are whole (a swap may have attached the new ones: prefer these)
+        if record.pending_spec is not None and following_ok:
+            return "finish-swap"  # the old version was already being retired
+        return "fail"
+    if record.pending_shards == routed and routed_ok:
+        return "finish-rescale"  # the ring was resized; every shard it has runs
+    return "fail"
+
+
 # ----------------------------------------------------------------------------------- the manager
 
 
@@ -722,11 +759,17 @@ class DeploymentManager:
             record = self._running(name, "scaled")
             if shards == record.shards:
                 return {"name": name, "shards": shards, "changed": False}
-            report = await Rescale(self._control, record, self._instruments(record), shards).run()
-            record.shards = shards
-            spec = dict(record.spec)
-            spec["shards"] = shards
-            record.spec = spec
+            record.operation = f"scaling {record.shards} -> {shards} shards"
+            record.pending_shards = shards
+            self._save(record)
+            try:
+                report = await Rescale(self._control, record, self._instruments(record), shards).run()
+            except BaseException as err:
+                record.operation, record.pending_shards = "", None
+                self._save(record, f"rescale to {shards} shards failed, nothing changed: {err}")
+                raise
+            record.operation, record.pending_shards = "", None
+            self._set_shards(record, shards)
             self._save(record, f"scaled {report['from_shards']} -> {shards} shards")
             await self._prepare_spares(record)
             return report
@@ -765,6 +808,7 @@ class DeploymentManager:
             if record.spares and not use_spares:
                 await self._drop_spares(record)
             record.operation = f"swapping to generation {record.generation + 1}"
+            record.pending_spec, record.pending_env = spec_json(new_spec), env
             self._save(record)
             try:
                 report = await HotSwap(
@@ -778,6 +822,7 @@ class DeploymentManager:
                 ).run()
             except BaseException as err:
                 record.operation = ""
+                record.pending_spec = record.pending_env = None
                 record.spares = 0 if use_spares else record.spares  # a failed launch stopped them
                 self._save(record, f"swap to {new_spec.strategy} failed, old version kept: {err}")
                 await self._prepare_spares(record)
@@ -788,6 +833,7 @@ class DeploymentManager:
             record.spec = spec_json(new_spec)
             record.runtime_env = env
             record.operation = ""
+            record.pending_spec = record.pending_env = None
             self._save(record, f"swapped {old_strategy} -> {new_spec.strategy} (gen {record.generation})")
             await self._control.watch(record.shard_names())
             await self._prepare_spares(record)
@@ -823,6 +869,83 @@ class DeploymentManager:
                 "ticks_handled": sum(int((s or {}).get("ticks_handled", 0)) for s in final),
                 "router": route,
             }
+
+    # -- after a restart ----------------------------------------------------------------------
+
+    async def recover(self) -> list[str]:
+        """Finish or undo what a previous incarnation of the manager left half done.
+
+        A swap or rescale interrupted between the router's hold and its release would leave the
+        route holding ticks (and, under `block`, the feed waiting): the route is re-attached to
+        whichever complete set of shards runs (see `recovery_action`), leftovers are stopped.
+        Returns the deployments it touched.
+        """
+        touched = []
+        for record in list(self._registry):
+            if not record.operation:
+                continue
+            touched.append(record.name)
+            if record.state != DeploymentState.RUNNING:  # a start or stop cut short
+                record.state = DeploymentState.FAILED.value
+                record.operation, record.error = "", "interrupted while " + (record.operation or "changing")
+                self._save(record, record.error)
+                continue
+            route = await self._control.route_stats(record.name)
+            routed = len(route.get("shards", ())) if route is not None else 0
+            current = record.shard_names()
+            at_routed = record.shard_names(shards=routed)
+            following = record.shard_names(generation=record.generation + 1, shards=routed)
+            alive = await asyncio.gather(
+                *(self._running_shard(n) for n in [*current, *at_routed, *following])
+            )
+            ok_current = all(alive[: len(current)])
+            ok_routed = all(alive[len(current) : len(current) + routed])
+            ok_following = all(alive[len(current) + routed :])
+            action = recovery_action(record, routed, ok_current, ok_routed, ok_following)
+            await self._recover(record, action, routed)
+        return touched
+
+    async def _running_shard(self, name: str) -> bool:
+        stats = await self._control.shard_stats(name)
+        return stats is not None and stats.get("state") == DeploymentState.RUNNING
+
+    async def _recover(self, record: DeploymentRecord, action: str, routed: int) -> None:
+        name, control = record.name, self._control
+        if action == "undo":  # the old shards never stopped: they take the held ticks again
+            unattached = [
+                *record.shard_names(generation=record.generation + 1, shards=max(record.spares, routed)),
+                *record.shard_names(shards=max(record.pending_shards or 0, record.shards))[record.shards :],
+            ]
+            await asyncio.gather(*(control.stop_shard(n, graceful=False) for n in unattached))
+            for k, shard in enumerate(record.shard_names()):
+                await control.attach_shard(name, k, shard)
+        elif action == "finish-swap":  # the new version was attached: retire the old one
+            for k, shard in enumerate(record.shard_names(generation=record.generation + 1)):
+                await control.attach_shard(name, k, shard)
+            await asyncio.gather(*(control.stop_shard(n, graceful=True) for n in record.shard_names()))
+            record.generation += 1
+            record.spec = record.pending_spec or record.spec
+            record.runtime_env = record.pending_env if record.pending_spec else record.runtime_env
+        elif action == "finish-rescale":  # the ring was resized: attach the shards it now has
+            for k, shard in enumerate(record.shard_names(shards=routed)):
+                await control.attach_shard(name, k, shard)
+            extra = record.shard_names(shards=max(record.shards, routed))[routed:]
+            await asyncio.gather(*(control.stop_shard(n, graceful=True) for n in extra))
+            self._set_shards(record, routed)
+        else:
+            record.state = DeploymentState.FAILED.value
+            record.error = f"interrupted while {record.operation}; its shards are not all running"
+        note = f"recovered after a restart ({action}) from: {record.operation}"
+        record.operation = ""
+        record.pending_spec = record.pending_env = record.pending_shards = None
+        record.spares, record.spares_env = 0, None
+        self._save(record, note)
+        await self._prepare_spares(record)
+
+    @staticmethod
+    def _set_shards(record: DeploymentRecord, shards: int) -> None:
+        record.shards = shards
+        record.spec = {**record.spec, "shards": shards}
 
     # -- warm spares --------------------------------------------------------------------------
 

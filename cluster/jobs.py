@@ -430,21 +430,38 @@ class DeploymentsActor:
         self._manager = DeploymentManager(
             config, RayClusterControl(config), load_default_catalog(config), DeploymentRegistry(journal)
         )
+        self._recovery: asyncio.Task[list[str]] | None = None
+
+    async def _recovered(self) -> None:
+        """Before the first answer: finish or undo an operation a previous incarnation left half done."""
+        if self._recovery is None:
+            self._recovery = asyncio.get_running_loop().create_task(self._manager.recover())
+        try:
+            touched = await asyncio.shield(self._recovery)
+        except Exception as err:  # a recovery that cannot finish is reported; the actor still answers
+            log.error("deployments: recovery after a restart failed: %s", err)
+            return
+        if touched:
+            log.warning("deployments: recovered %s after a restart", ", ".join(touched))
 
     # -- the manager's own operations ------------------------------------------------------------
 
     async def start(
         self, spec: dict[str, Any], runtime_env: RuntimeEnv | None = None, source: str = "submit"
     ) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.start(parse_deployment_spec(spec), runtime_env, source)
 
     async def summaries(self) -> list[dict[str, Any]]:
+        await self._recovered()
         return await self._manager.summaries()
 
     async def show(self, name: str) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.show(name)
 
     async def scale(self, name: str, shards: int) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.scale(name, shards)
 
     async def swap(
@@ -456,6 +473,7 @@ class DeploymentsActor:
         runtime_env: RuntimeEnv | None = None,
         cancel_old_orders: bool = True,
     ) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.swap(
             name,
             spec=parse_deployment_spec(spec, f"swap of {name}") if spec is not None else None,
@@ -466,29 +484,37 @@ class DeploymentsActor:
         )
 
     async def stop(self, name: str) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.stop(name)
 
     async def logs(self, name: str, lines: int = 200) -> list[str]:
+        await self._recovered()
         return await self._manager.logs(name, lines)
 
     # -- the terminal's names (serve.service) ----------------------------------------------------
 
     async def deployments(self) -> list[dict[str, Any]]:
+        await self._recovered()
         return await self._manager.summaries()
 
     async def start_deployment(self, name: str) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.start_configured(name)
 
     async def stop_deployment(self, name: str) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.stop(name)
 
     async def scale_deployment(self, name: str, shards: int) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.scale(name, shards)
 
     async def swap_deployment(self, name: str, strategy: str, config: dict[str, Any]) -> dict[str, Any]:
+        await self._recovered()
         return await self._manager.swap(name, strategy=strategy, config=config)
 
     async def deployment_logs(self, name: str, lines: int = 200) -> list[str]:
+        await self._recovered()
         return await self._manager.logs(name, lines)
 
     async def spare_spec(self, name: str) -> ShardSpec | None:

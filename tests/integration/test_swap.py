@@ -11,7 +11,9 @@ import pytest
 import ray
 from test_deployments import Desk, check_spec
 
-from cluster.deployments import DeploymentError, order_trader_tag
+from actors.journal.file_journal import FileJournal
+from cluster import jobs
+from cluster.deployments import DeploymentError, DeploymentRegistry, order_trader_tag
 from cluster.swap import SwapFailed, audit_sequences
 
 pytestmark = pytest.mark.slow
@@ -173,3 +175,37 @@ def test_a_swap_to_an_incompatible_version_is_refused_before_it_starts(
     assert message in str(err.value)
     assert not desk.shard_exists("shard-same.1-0")
     assert desk.call("show", "same")["generation"] == 0
+
+
+def test_a_restarted_manager_releases_a_swap_its_predecessor_left_holding(
+    desk: Desk, wait_until: Callable[..., Any]
+) -> None:
+    """The deployments actor dies mid-swap, after the router's hold: its successor, reading the
+    journal, gives the held ticks back to the old version (and the feed is not left waiting)."""
+    universe = desk.universe(4, skip=100)
+    desk.call("start", check_spec("crashy", universe))
+    stream = desk.stream(universe, rate=1_000)
+    stream.wait_for(500)
+    # what a swap has done when its manager dies: journaled the intent, held the route
+    ray.kill(desk.deployments, no_restart=True)
+    wait_until(lambda: not desk.shard_exists("deployments"), 60, "the deployments actor to be gone")
+    journal = FileJournal(desk.config.data_path / "journal" / "deployments.jsonl", lock_timeout_s=60)
+    registry = DeploymentRegistry(journal)
+    record = registry.get("crashy")
+    record.operation = "swapping to generation 1"
+    record.pending_spec = {**record.spec, "strategy": "test_deployments:SequenceCheckV2"}
+    registry.put(record)
+    registry.close()
+    ray.get(desk.router.hold.remote("crashy"))
+    stream.wait_for(500)
+    held = desk.route("crashy")
+    assert held is not None and held["buffered"] > 0  # nobody takes them now
+
+    desk.deployments = jobs.start_deployments_actor(desk.config, redis_url="")
+    doc = desk.call("show", "crashy")  # the first call waits for the recovery
+    assert doc["operation"] == "" and doc["generation"] == 0
+    assert "recovered after a restart (undo) from: swapping to generation 1" in doc["history"][-1]
+    stream.wait_for(500)
+    audit = finish(desk, "crashy", stream, wait_until)
+    assert (audit.seen, audit.lost, audit.duplicated) == (stream.sent, 0, 0)
+    desk.call("stop", "crashy")
