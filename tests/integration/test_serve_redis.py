@@ -71,16 +71,21 @@ async def _client(terminal: dict[str, Any], channel: str) -> Any:
     ws = await websockets.connect(terminal["ws"])
     await ws.send(json.dumps({"type": "auth", "token": token}))
     await ws.send(json.dumps({"type": "subscribe", "channels": [channel]}))
+    await _next(ws, lambda m: m.get("type") == "snapshot")  # subscribed: updates from now on reach us
     return ws
 
 
-async def _next_update(ws: Any, key: str, timeout_s: float = 20.0) -> dict[str, Any]:
+async def _next(ws: Any, match: Any, timeout_s: float = 30.0) -> dict[str, Any]:
     async with asyncio.timeout(timeout_s):
         while True:
             data = json.loads(await ws.recv())
             for message in data if isinstance(data, list) else [data]:
-                if message.get("type") == "update" and message.get("key") == key:
+                if match(message):
                     return dict(message)
+
+
+async def _next_update(ws: Any, key: str) -> dict[str, Any]:
+    return await _next(ws, lambda m: m.get("type") == "update" and m.get("key") == key)
 
 
 async def test_a_publish_to_redis_reaches_a_websocket_client(terminal: dict[str, Any]) -> None:
