@@ -126,9 +126,10 @@ function onKey(event) {
 async function start() {
   connection.addEventListener("state", (e) => showConnection(e.detail));
   connection.addEventListener("server-error", (e) => toast("error", e.detail.message));
-  document.getElementById("logout").addEventListener("click", () => {
-    session.logout();
-    location.reload();
+  document.getElementById("logout").addEventListener("click", () => session.logout());
+  // Signed out (by the button, or because the refresh token expired): start again at the sign-in.
+  session.addEventListener("change", () => {
+    if (!session.accessToken && panels) location.reload();
   });
   document.getElementById("help-button").addEventListener("click", () => document.getElementById("help").showModal());
   if (!session.accessToken) await askLogin();
