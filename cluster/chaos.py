@@ -491,8 +491,7 @@ class ChaosRun:
                         healthy = False
                     if replaced and healthy:
                         report.answered_s = round(time.monotonic() - killed_at, 3)
-                acked_since = any(o.acknowledged and o.sent_s > killed_at_s for o in list(load.ledger[-200:]))
-                if report.answered_s is not None and acked_since:
+                if report.answered_s is not None and load.last_ack_s > killed_at_s + report.answered_s:
                     report.recovered_s = round(time.monotonic() - killed_at, 3)
                     break
                 time.sleep(0.1)  # probe interval

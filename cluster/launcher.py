@@ -262,7 +262,7 @@ def up(
     supervisor = remote(Supervisor).options(**_detached(SUPERVISOR)).remote(plan, serve_url)
     _wait("the supervisor", [supervisor.run.remote()])
     # Deployments (`shardline deployments`, submit, swap, the terminal's /deployments) adopt the above.
-    from cluster.jobs import start_deployments_actor
+    from cluster.jobs import DEPLOYMENTS, start_deployments_actor
 
     _wait("the deployments actor", [start_deployments_actor(config).summaries.remote()])
 
@@ -270,7 +270,7 @@ def up(
         "started_head": started_head,
         "address": address or "auto",
         "serve_url": serve_url,
-        "actors": plan.actor_names,
+        "actors": [*plan.actor_names, DEPLOYMENTS],
         "hub": hub is not None,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

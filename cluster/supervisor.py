@@ -15,6 +15,7 @@ from typing import Any
 
 import ray
 
+from actors.restart import resume_if_restarted
 from cluster.health import HealthBoard
 from cluster.metrics import export_stats, export_status
 from cluster.topology import NAMESPACE, TopologyPlan
@@ -59,6 +60,7 @@ class Supervisor:
         self._started_ns = time.time_ns()
         self._export_errors = 0
         self._task: asyncio.Task[None] | None = None
+        resume_if_restarted("run")
 
     async def _poll_once(self) -> None:
         async def ask(name: str) -> None:
@@ -72,7 +74,7 @@ class Supervisor:
             if name not in self._kinds:
                 return
             if self._kinds[name] == "feed" and not stats.get("stream"):
-                # Ray re-runs only __init__ on a restart: a restarted feed needs its sockets opened.
+                # A restarted feed opens its sockets itself; this is the second line of defence.
                 handle.start.remote()
             plain = _plain(stats)
             self._board.observe_ok(name, time.time_ns(), plain, node=str(stats.get("node", "")))

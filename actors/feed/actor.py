@@ -18,6 +18,7 @@ from actors.angel.auth import AngelCredentials
 from actors.angel.factories import AngelEndpoints, connect
 from actors.angel.stream import FEED_MODES, SmartStreamClient
 from actors.feed.subscriptions import SubscriptionBook
+from actors.restart import resume_if_restarted
 from cluster.config import ShardlineConfig
 from cluster.topology import NAMESPACE, ROUTER
 
@@ -46,6 +47,7 @@ class FeedActor:
         self._push_wait_ns = 0
         self._push_errors = 0
         self._started_ns = time.time_ns()
+        resume_if_restarted("start")
 
     async def start(self) -> int:
         """Open the sockets and subscribe the topology's instruments (idempotent)."""

@@ -100,8 +100,8 @@ class RayProcessCluster:
     def start_head(
         self, resources: dict[str, float], num_cpus: int, dashboard: bool = True
     ) -> RayNodeProcess:
-        """Start the head and wait until it answers; on a busy machine Ray's own 30 s raylet start
-        limit can end an attempt, so a head that exits while starting is started once more."""
+        """Start the head; on a busy machine Ray's own 30 s limit for a raylet to register can end
+        an attempt, so a head that exits while starting is started once more."""
         for attempt in range(2):
             self.gcs_port = free_port()
             self.dashboard_port = free_port()
@@ -115,18 +115,31 @@ class RayProcessCluster:
                 f"--dashboard-port={self.dashboard_port}",
             ]
             node = self._start(f"head-{attempt}" if attempt else "head", args, resources, num_cpus)
-            deadline = time.monotonic() + 360
-            while node.alive and time.monotonic() < deadline and self._status() != 0:
-                time.sleep(1)
-            if node.alive and self._status() == 0:
+            if self._started(node, attempt == 1):
                 return node
-            node.signal_group(signal.SIGKILL)
-            if attempt == 1 or time.monotonic() >= deadline:
-                raise RuntimeError(f"the Ray head did not start:\n{node.log_tail()}")
         raise AssertionError("unreachable")
 
     def start_worker(self, name: str, resources: dict[str, float], num_cpus: int) -> RayNodeProcess:
-        return self._start(name, [f"--address={self.address}"], resources, num_cpus)
+        for attempt in range(2):
+            node = self._start(
+                f"{name}-{attempt}" if attempt else name, [f"--address={self.address}"], resources, num_cpus
+            )
+            if self._started(node, attempt == 1):
+                return node
+        raise AssertionError("unreachable")
+
+    def _started(self, node: RayNodeProcess, last_attempt: bool, timeout_s: float = 360) -> bool:
+        """Wait for `ray start` to report the node started; False (to try again) if it exited first."""
+        deadline = time.monotonic() + timeout_s
+        while node.alive and time.monotonic() < deadline:
+            if "Ray runtime started" in node.log.read_text(errors="replace"):
+                return True
+            time.sleep(1)
+        node.signal_group(signal.SIGKILL)
+        if last_attempt or time.monotonic() >= deadline:
+            raise RuntimeError(f"Ray node {node.name} did not start:\n{node.log_tail()}")
+        self.nodes.remove(node)
+        return False
 
     def _start(
         self, name: str, args: list[str], resources: dict[str, float], num_cpus: int
@@ -153,16 +166,6 @@ class RayProcessCluster:
         node = RayNodeProcess(name, process, log, metrics_port)
         self.nodes.append(node)
         return node
-
-    def _status(self) -> int:
-        """`ray status` against this cluster: 0 once the head answers (a slow answer counts as no)."""
-        try:
-            done = subprocess.run(
-                [RAY, "status", f"--address={self.address}"], env=self.env, capture_output=True, timeout=60
-            )
-        except subprocess.TimeoutExpired:
-            return -1
-        return done.returncode
 
     def kill(self, node: RayNodeProcess) -> None:
         """Abruptly: SIGKILL to the node's whole process group (raylet, workers, agents)."""
