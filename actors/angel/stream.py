@@ -338,7 +338,9 @@ class _AiohttpLink(_Link):
             ws = await session.ws_connect(
                 url,
                 headers=dict(headers),
-                autoping=True,
+                # Pings answered here, not by aiohttp: its automatic answer raises once the server has
+                # half-closed, and the messages already received after the ping are then lost.
+                autoping=False,
                 compress=0,
                 max_msg_size=_MAX_FRAME,
                 timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
@@ -357,6 +359,7 @@ class _AiohttpLink(_Link):
     ) -> None:
         receive = self.ws.receive
         binary, text = aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT
+        ping, pong = aiohttp.WSMsgType.PING, aiohttp.WSMsgType.PONG
         add = buffer.add
         while True:
             msg = await receive()
@@ -367,7 +370,10 @@ class _AiohttpLink(_Link):
                     await buffer.room.wait()
             elif kind is text:
                 on_text(msg.data)
-            else:  # CLOSE, CLOSING, CLOSED, ERROR
+            elif kind is ping:
+                with contextlib.suppress(aiohttp.ClientError, ConnectionError):  # closing: read on
+                    await self.ws.pong(msg.data)
+            elif kind is not pong:  # CLOSE, CLOSING, CLOSED, ERROR
                 return
 
     async def close(self) -> None:
@@ -820,12 +826,16 @@ class SmartStreamClient:
                 self.stats.reconnects += 1
             conn.opened += 1
             try:
-                async with conn.sending:
-                    # Ready first, then the snapshot: a subscribe() from here on sends its own
-                    # message; one from before is in the snapshot.
-                    conn.ready.set()
-                    for mode, keys in self.plan.of_connection(conn.index).items():
-                        await self._send_subscriptions(conn, SUBSCRIBE, mode, keys)
+                try:
+                    async with conn.sending:
+                        # Ready first, then the snapshot: a subscribe() from here on sends its own
+                        # message; one from before is in the snapshot.
+                        conn.ready.set()
+                        for mode, keys in self.plan.of_connection(conn.index).items():
+                            await self._send_subscriptions(conn, SUBSCRIBE, mode, keys)
+                except (ConnectionError, aiohttp.ClientError, websockets.ConnectionClosed) as err:
+                    # Closed under the subscription: still read what arrived before the close.
+                    log.info("stream socket %d: closed while subscribing: %s", conn.index, err)
                 before = conn.received[0]
                 await self._serve(conn)
                 if conn.received[0] > before:
