@@ -58,6 +58,7 @@ MANUAL_BOOK = "manual"
 # Starting, scaling and swapping a deployment waits for Nautilus nodes to start.
 LONG_CALL_S = 300.0
 SEARCH_LIMIT_MAX = 100
+MAX_CANDLES = 5000  # per candle request
 
 
 class ActorDirectory:
@@ -248,7 +249,10 @@ class CatalogLookup:
         if expiry is None:
             day = expiries[0]
         else:
-            day = date.fromisoformat(expiry)
+            try:
+                day = date.fromisoformat(expiry)
+            except ValueError:
+                raise InvalidRequest(f"expiry: {expiry!r} is not a date (YYYY-MM-DD)", "expiry") from None
             if day not in expiries:
                 listed = ", ".join(e.isoformat() for e in expiries)
                 raise NotFound(f"no {underlying.upper()} options expiring {expiry}; listed: {listed}")
@@ -431,6 +435,14 @@ class TerminalService:
             raise InvalidRequest(f"interval: one of {', '.join(CANDLE_INTERVALS)}", "interval")
         if end_s <= start_s:
             raise InvalidRequest("to: must be after from", "to")
+        bars = (end_s - start_s) // CANDLE_INTERVALS[interval]
+        if bars > MAX_CANDLES:
+            # What a chart shows at once; a longer range would be hundreds of rate-limited broker calls.
+            raise InvalidRequest(
+                f"from: the range holds {bars} {interval} candles, at most {MAX_CANDLES} per request; "
+                "ask for a shorter range or a longer interval",
+                "from",
+            )
         rows = await self.actors.call(MARKETDATA, "candles", key, interval, start_s, end_s)
         return [candle_body(Candle(**row), view.price_scale) for row in rows]
 

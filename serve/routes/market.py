@@ -18,6 +18,8 @@ from serve.schemas import (
 
 router = APIRouter(tags=["market data"])
 
+LAST_EPOCH_S = 4_102_444_800  # 2100-01-01: later times are typos, and overflow date arithmetic
+
 KeyPath = Annotated[str, Path(pattern=r"^[A-Z]{2,6}:[0-9A-Za-z_-]{1,25}$", examples=["NSE:3045"])]
 
 
@@ -61,8 +63,12 @@ async def candles(
     service: Service,
     user: Reader,
     interval: CandleInterval = "1m",
-    start: Annotated[int | None, Query(alias="from", ge=0, description="epoch seconds")] = None,
-    end: Annotated[int | None, Query(alias="to", ge=0, description="epoch seconds; default now")] = None,
+    start: Annotated[
+        int | None, Query(alias="from", ge=0, le=LAST_EPOCH_S, description="epoch seconds")
+    ] = None,
+    end: Annotated[
+        int | None, Query(alias="to", ge=0, le=LAST_EPOCH_S, description="epoch seconds; default now")
+    ] = None,
 ) -> Any:
     end_s = end if end is not None else int(time.time())
     start_s = start if start is not None else end_s - 86_400

@@ -90,5 +90,6 @@ def system(system_config_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Chaos kills and restarts the system's actors: run it after the tests that expect none."""
-    items.sort(key=lambda item: item.path.name.startswith("test_chaos"))
+    """Tests marked `faults` kill and restart the shared system's actors and cut its sockets: run
+    them after the tests that expect a system that never faulted."""
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)

@@ -11,8 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from cluster.chaos import ChaosConfig, ChaosRun, CounterTotals, tick_balance
+
+pytestmark = pytest.mark.faults
 
 
 def router_reading(pid: int, ticks_in: int, out: int, held: int, dropped: int = 0) -> dict[str, Any]:

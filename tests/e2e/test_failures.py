@@ -12,6 +12,8 @@ from cluster import launcher
 from cluster.config import parse_config
 from cluster.errors import ShardlineError
 
+pytestmark = pytest.mark.faults
+
 
 def _stats(name: str) -> dict[str, Any]:
     return ray.get(ray.get_actor(name, namespace="shardline").stats.remote(), timeout=30)

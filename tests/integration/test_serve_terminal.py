@@ -267,6 +267,25 @@ def test_instrument_search_get_and_option_chain(
         f"{url}/api/v1/instruments/NIFTY/option-chain", params={"expiry": "2001-01-01"}, headers=headers
     )
     assert bad.status_code == 404 and "listed" in bad.json()["message"]
+    not_a_day = httpx.get(
+        f"{url}/api/v1/instruments/NIFTY/option-chain", params={"expiry": "2026-13-45"}, headers=headers
+    )
+    assert not_a_day.status_code == 422 and "not a date" in not_a_day.json()["message"]
+
+
+def test_candle_ranges_are_bounded(terminal: dict[str, Any], tokens: dict[str, dict[str, Any]]) -> None:
+    url, headers = terminal["url"], bearer(tokens, "viewer")
+    decades = httpx.get(
+        f"{url}/api/v1/instruments/NSE:3045/candles",
+        params={"interval": "1m", "from": 0, "to": 1_700_000_000},
+        headers=headers,
+    )
+    assert decades.status_code == 422
+    assert "at most 5000 per request" in decades.json()["message"]
+    far_future = httpx.get(
+        f"{url}/api/v1/instruments/NSE:3045/candles", params={"to": 10**12}, headers=headers
+    )
+    assert far_future.status_code == 422
 
 
 def test_cors_allows_only_configured_origins(terminal: dict[str, Any]) -> None:
