@@ -41,8 +41,8 @@ lint: $(STAMP)
 # Two pytest runs: the integration tier shares one private Ray session, and the e2e tier brings
 # the whole system up on another; a process can be connected to only one Ray cluster at a time.
 test: $(STAMP) os-packages lint
-	$(BIN)/python -m pytest tests/unit tests/integration
-	$(BIN)/python -m pytest tests/e2e
+	$(BIN)/python -m pytest tests/unit tests/integration --durations=15
+	$(BIN)/python -m pytest tests/e2e --durations=10
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
@@ -51,7 +51,7 @@ integration: $(STAMP) os-packages
 	$(BIN)/python -m pytest tests/integration
 
 e2e: $(STAMP) os-packages
-	$(BIN)/python -m pytest tests/e2e
+	$(BIN)/python -m pytest tests/e2e --durations=10
 
 bench: $(STAMP)
 	$(BIN)/shardline bench all --json

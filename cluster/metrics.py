@@ -152,7 +152,7 @@ FEED_SEQUENCE_GAPS = _total(
 FEED_DUPLICATES = _total("shardline_feed_duplicates", "Replayed ticks dropped as duplicates", "actor")
 FEED_STALLS = _total("shardline_feed_stalls", "Connections closed for silence", "actor")
 FEED_CONNECTIONS = _gauge("shardline_feed_connections", "Open SmartStream connections", "actor")
-FEED_SUBSCRIPTIONS = _gauge("shardline_feed_subscriptions", "Subscribed token×mode pairs", "actor")
+FEED_SUBSCRIPTIONS = _gauge("shardline_feed_subscriptions", "Subscribed (token, mode) pairs", "actor")
 FEED_PUSH_WAIT = _total(
     "shardline_feed_push_wait_seconds", "Time the feed waited on the router (back-pressure)", "actor"
 )

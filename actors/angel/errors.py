@@ -33,6 +33,10 @@ class AngelError(ShardlineError):
         detail = f"{code}: {broker_message}" if code else broker_message
         super().__init__(f"Angel One {operation} failed: {detail}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt from its own fields: an actor's error reaches its caller typed, with its words.
+        return type(self), (self.operation, self.code, self.broker_message)
+
 
 class TokenError(AngelError):
     """The access token is invalid or expired: renew the session and retry once."""
@@ -74,6 +78,9 @@ class LoginError(AngelError):
         self.hint = hint
         super().__init__("login", code, broker_message)
         self.args = (f"Angel One login failed ({reason.value}): {code or '-'} {broker_message}{hint}",)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.reason, self.code, self.broker_message, self.hint)
 
 
 class BrokerResponseError(AngelError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import pyotp
@@ -180,3 +181,19 @@ async def test_an_unreachable_broker_is_not_called_a_refused_login(tmp_path: Pat
             await conn.auth.ensure_session()
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        BrokerRejectedError("getCandleData", "AB1009", "Symbol not found"),
+        TokenError("placeOrder", "AG8001", "Invalid Token"),
+        RateLimitedError("ltpData", "", "Access denied because of exceeding access rate"),
+        LoginError(LoginFailure.BAD_TOTP, "AB1050", "Invalid totp", " (check the clock)"),
+    ],
+)
+def test_errors_cross_a_process_boundary_typed_and_whole(error: AngelError) -> None:
+    # Ray pickles an actor's exception for its caller; one that cannot be rebuilt arrives untyped.
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is type(error)
+    assert (str(again), again.code, again.broker_message) == (str(error), error.code, error.broker_message)

@@ -72,6 +72,14 @@ def test_every_metric_has_a_unique_name_and_exported_series() -> None:
     assert m.TICKS_IN in m.ALL_METRICS and m.JOURNAL_WRITE_FAILURES in m.ALL_METRICS
 
 
+def test_every_declaration_is_ascii_as_rays_metric_core_requires() -> None:
+    # Ray's C++ metrics refuse anything else at creation (a UnicodeEncodeError in the exporter).
+    for spec in m.ALL_METRICS:
+        assert [spec.name, spec.description, *spec.tag_keys] == [
+            t.encode("ascii", "replace").decode() for t in [spec.name, spec.description, *spec.tag_keys]
+        ], spec.name
+
+
 @pytest.mark.parametrize(
     ("spec", "exported"),
     [
