@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from actors.restart import resume_if_restarted
+from actors.restart import start_on_self
 from cluster.health import HealthBoard
 from cluster.metrics import export_stats, export_status
 from cluster.topology import NAMESPACE, TopologyPlan
@@ -59,8 +59,9 @@ class Supervisor:
             self._board.expect(name, kind)
         self._started_ns = time.time_ns()
         self._export_errors = 0
+        self._polls = 0
         self._task: asyncio.Task[None] | None = None
-        resume_if_restarted("run")
+        start_on_self("run")
 
     async def _poll_once(self) -> None:
         async def ask(name: str) -> None:
@@ -81,6 +82,7 @@ class Supervisor:
             self._export(lambda: export_stats(self._kinds[name], name, plain))
 
         await asyncio.gather(*(ask(name) for name in list(self._kinds)))
+        self._polls += 1
         self._export(lambda: export_status(self._board.status(time.time_ns())))
 
     def _export(self, record: Any) -> None:
@@ -146,7 +148,13 @@ class Supervisor:
         return {"ready": all(checks.values()), "checks": checks}
 
     async def stats(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id()[:12]}
+        return {
+            "pid": os.getpid(),
+            "node": ray.get_runtime_context().get_node_id()[:12],
+            "polling": self._task is not None and not self._task.done(),
+            "polls": self._polls,
+            "metrics_export_errors": self._export_errors,
+        }
 
 
 def _plain(value: Any) -> Any:

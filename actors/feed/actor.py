@@ -7,6 +7,7 @@ falls behind slows the socket reads instead of losing ticks.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -18,7 +19,7 @@ from actors.angel.auth import AngelCredentials
 from actors.angel.factories import AngelEndpoints, connect
 from actors.angel.stream import FEED_MODES, SmartStreamClient
 from actors.feed.subscriptions import SubscriptionBook
-from actors.restart import resume_if_restarted
+from actors.restart import start_on_self
 from cluster.config import ShardlineConfig
 from cluster.topology import NAMESPACE, ROUTER
 
@@ -41,21 +42,27 @@ class FeedActor:
         self._iid_by_key = {key: iid for iid, key in enumerate(catalog.keys())}
         self._connection = connect(credentials, endpoints, config.data_path)
         self._client: SmartStreamClient | None = None
+        self._starting: asyncio.Lock | None = None
         self._router: Any = None
         self._ticks_out = 0
         self._batches = 0
         self._push_wait_ns = 0
         self._push_errors = 0
         self._started_ns = time.time_ns()
-        resume_if_restarted("start")
+        start_on_self("start")
 
     async def start(self) -> int:
-        """Open the sockets and subscribe the topology's instruments (idempotent)."""
-        if self._client is None:
-            self._router = ray.get_actor(ROUTER, namespace=NAMESPACE)
-            self._client = self._connection.stream_client(self._iid_by_key, self._forward, self._config.feed)
-            await self._client.start()
-            await self.subscribe("topology", self._initial_keys)
+        """Open the sockets and subscribe the topology's instruments (idempotent: the actor calls it
+        on itself, and the launcher and supervisor may too)."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if self._client is None:
+                self._router = ray.get_actor(ROUTER, namespace=NAMESPACE)
+                client = self._connection.stream_client(self._iid_by_key, self._forward, self._config.feed)
+                await client.start()
+                self._client = client
+                await self.subscribe("topology", self._initial_keys)
         return len(self._book)
 
     async def _forward(self, ticks: np.ndarray) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from typing import Any
 
 from actors.angel.packets import EXCHANGE_TYPE
+from actors.restart import start_on_self
 from actors.sim.server import SimServer
 from actors.sim.universe import SimInstrument
 from cluster.config import ShardlineConfig
@@ -17,10 +19,16 @@ class SimulatorActor:
 
     def __init__(self, config: ShardlineConfig, keys: list[str]) -> None:
         self._server = SimServer(config.sim, simulated_instruments(config, keys))
+        self._starting: asyncio.Lock | None = None
+        start_on_self("start")  # after a restart: listening again on its configured ports
 
     async def start(self) -> dict[str, str]:
-        if not self._server.rest_url:
-            await self._server.start()
+        """Listen (idempotent: the actor calls it on itself, and the launcher does too)."""
+        if self._starting is None:
+            self._starting = asyncio.Lock()
+        async with self._starting:
+            if not self._server.rest_url:
+                await self._server.start()
         return self.urls()
 
     def urls(self) -> dict[str, str]:

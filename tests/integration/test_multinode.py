@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -168,9 +169,17 @@ class RayProcessCluster:
         return node
 
     def kill(self, node: RayNodeProcess) -> None:
-        """Abruptly: SIGKILL to the node's whole process group (raylet, workers, agents)."""
+        """Abruptly, as a machine that dies: SIGKILL to the node's process group and to every process
+        it started (raylet, agents, workers), wherever they moved to."""
+        import psutil
+
+        descendants = psutil.Process(node.process.pid).children(recursive=True)
         node.signal_group(signal.SIGKILL)
+        for process in descendants:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
         node.process.wait(timeout=30)
+        psutil.wait_procs(descendants, timeout=30)
 
     def stop(self) -> None:
         """Throw-away nodes: SIGKILL each whole process group (a graceful `ray start --block` exit
@@ -312,7 +321,7 @@ def drive_multinode(address: str, config_path: str) -> None:
     from actors.orders import OrderRequest, OrderType, Side
     from cluster import launcher
     from cluster.config import load_config
-    from cluster.topology import EXECUTION, NAMESPACE, ROUTER
+    from cluster.topology import EXECUTION, NAMESPACE, ROUTER, SUPERVISOR
 
     config = load_config(config_path)
     connect(address, NAMESPACE)
@@ -365,20 +374,21 @@ def drive_multinode(address: str, config_path: str) -> None:
     wait_for(lambda: handled() > 0, 180, "ticks at the shards")
     before = {f"mn-before-{i}": submit(f"mn-before-{i}") for i in range(5)}
     where_before = placement()
+    handled_before_kill = handled()
     emit(
         "READY",
         {
             "placement": where_before,
             "shards": shard_names,
             "replicas_on": serve_replica_nodes(head_id),
-            "handled": handled(),
+            "handled": handled_before_kill,
             "router_in": router_stats["ticks_in"],
             "orders": before,
         },
     )
     if sys.stdin.readline().strip() != "KILLED":
         return
-    killed_at = handled()
+    killed_at = handled_before_kill
     wait_for(lambda: len([n for n in ray.nodes() if n["Alive"]]) == 1, 120, "the worker to be marked dead")
     during = {f"mn-after-{i}": submit(f"mn-after-{i}") for i in range(5)}
 
@@ -419,6 +429,7 @@ def drive_multinode(address: str, config_path: str) -> None:
             "duplicate_fills": execution_stats["duplicate_fills"],
             "idempotent_replies": execution_stats["idempotent_replies"],
             "replicas_on": serve_replica_nodes(head_id),
+            "supervisor": call(SUPERVISOR, "stats"),
             "apps": {name: str(app.status.value) for name, app in serve.status().applications.items()},
         },
     )
@@ -426,6 +437,8 @@ def drive_multinode(address: str, config_path: str) -> None:
 
 def snapshot(names: list[str]) -> dict[str, Any]:
     """The counters that say where ticks stop, from every actor that answers."""
+    from cluster.topology import ROUTER
+
     keys = (
         "state", "error", "generated", "sent", "connections", "ticks_out", "ticks_in", "rows_received",
         "rows_handled", "subscriptions", "lost_router_restarting", "shard_failures", "balanced",
@@ -442,7 +455,7 @@ def snapshot(names: list[str]) -> dict[str, Any]:
             out[name]["stream"] = {
                 k: stats["stream"].get(k) for k in ("connects", "reconnects", "open_connections")
             }
-        if "deployments" in stats:
+        if name == ROUTER:
             out[name]["shards"] = [
                 {k: sh.get(k) for k in ("index", "up", "registered", "buffered", "ticks_out", "dropped")}
                 for d in stats["deployments"].values()
@@ -571,7 +584,9 @@ def test_shards_and_replicas_survive_losing_a_worker_node(
         with urllib.request.urlopen(f"http://127.0.0.1:{head.metrics_port}/metrics", timeout=10) as response:
             seen = {line.split("{")[0].split(" ")[0] for line in response.read().decode().splitlines()}
         time.sleep(2)  # the next scrape, as Prometheus would make it
-    assert "ray_shardline_actor_healthy" in seen, "no shardline metrics on the head's Ray metrics endpoint"
+    assert "ray_shardline_actor_healthy" in seen, (
+        f"no shardline metrics on the head's Ray metrics endpoint; supervisor: {result['supervisor']}"
+    )
     assert {"ray_shardline_ticks_in_total", "ray_shardline_router_buffer_depth"} <= seen
     # Last, as it needs no operator: the restarted actors resumed the tick flow by themselves.
     assert result["recovered_by_itself"], result["why_not"]
@@ -585,7 +600,9 @@ def main(argv: list[str]) -> None:
         else:
             raise SystemExit(f"unknown driver command {command!r}")
     except BaseException as err:
-        emit("FAILED", {"error": f"{type(err).__name__}: {err}"})
+        where = [f for f in traceback.extract_tb(err.__traceback__) if f.filename == __file__][-3:]
+        at = " <- ".join(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(where))
+        emit("FAILED", {"error": f"{type(err).__name__}: {err} (at {at})"})
         raise
 
 
