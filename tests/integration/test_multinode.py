@@ -413,6 +413,12 @@ def drive_multinode(address: str, config_path: str) -> None:
     orders = call(EXECUTION, "orders", "manual", timeout=60)
     execution_stats = call(EXECUTION, "stats", timeout=60)
     wait_for(lambda: len(serve_replica_nodes(head_id)) == 2, 240, "two terminal replicas again")
+    # Serve marks the app healthy again only after its replicas pass their next health checks.
+    wait_for(
+        lambda: {str(app.status.value) for app in serve.status().applications.values()} == {"RUNNING"},
+        120,
+        "the terminal app to be RUNNING again",
+    )
     emit(
         "RESULT",
         {
