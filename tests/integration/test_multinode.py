@@ -586,7 +586,12 @@ def test_shards_and_replicas_survive_losing_a_worker_node(
     # The supervisor (on the head now) publishes shardline's metrics through Ray's endpoint.
     deadline = time.monotonic() + 120
     seen: set[str] = set()
-    while time.monotonic() < deadline and "ray_shardline_actor_healthy" not in seen:
+    wanted = {
+        "ray_shardline_actor_healthy",
+        "ray_shardline_ticks_in_total",
+        "ray_shardline_router_buffer_depth",
+    }
+    while time.monotonic() < deadline and not wanted <= seen:
         with urllib.request.urlopen(f"http://127.0.0.1:{head.metrics_port}/metrics", timeout=10) as response:
             seen = {line.split("{")[0].split(" ")[0] for line in response.read().decode().splitlines()}
         time.sleep(2)  # the next scrape, as Prometheus would make it
