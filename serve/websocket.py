@@ -226,9 +226,9 @@ class Broadcaster:
     def _present(self, data: dict[str, Any], instrument: str | None) -> Any:
         scale = 100
         if instrument:
-            scale = self._scales.get(instrument) or self._scales.setdefault(
-                instrument, self._service.price_scale(instrument)
-            )
+            if instrument not in self._scales:
+                self._scales[instrument] = self._service.price_scale(instrument)
+            scale = self._scales[instrument]
         body = present(data, scale)
         if instrument and isinstance(body, dict):
             body.setdefault("instrument", instrument)

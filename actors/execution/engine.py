@@ -611,7 +611,7 @@ class ExecutionEngine:
             pause = min(pause * 2, 5.0)
             try:
                 state = await self.venue.find(order.request, order.venue_order_id)
-            except Exception:
+            except Exception:  # still unreachable (logged once above): ask again after the pause
                 continue
             async with self._lock(order.client_order_id):
                 if order.status is not OrderStatus.PENDING:

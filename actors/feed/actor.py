@@ -42,7 +42,7 @@ class FeedActor:
         self._iid_by_key = {key: iid for iid, key in enumerate(catalog.keys())}
         self._connection = connect(credentials, endpoints, config.data_path)
         self._client: SmartStreamClient | None = None
-        self._starting: asyncio.Lock | None = None
+        self._starting = asyncio.Lock()  # bound to the actor's loop at first use
         self._router: Any = None
         self._ticks_out = 0
         self._batches = 0
@@ -54,8 +54,6 @@ class FeedActor:
     async def start(self) -> int:
         """Open the sockets and subscribe the topology's instruments (idempotent: the actor calls it
         on itself, and the launcher and supervisor may too)."""
-        if self._starting is None:
-            self._starting = asyncio.Lock()
         async with self._starting:
             if self._client is None:
                 self._router = ray.get_actor(ROUTER, namespace=NAMESPACE)

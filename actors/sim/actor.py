@@ -19,13 +19,11 @@ class SimulatorActor:
 
     def __init__(self, config: ShardlineConfig, keys: list[str]) -> None:
         self._server = SimServer(config.sim, simulated_instruments(config, keys))
-        self._starting: asyncio.Lock | None = None
+        self._starting = asyncio.Lock()  # bound to the actor's loop at first use
         start_on_self("start")  # after a restart: listening again on its configured ports
 
     async def start(self) -> dict[str, str]:
         """Listen (idempotent: the actor calls it on itself, and the launcher does too)."""
-        if self._starting is None:
-            self._starting = asyncio.Lock()
         async with self._starting:
             if not self._server.rest_url:
                 await self._server.start()

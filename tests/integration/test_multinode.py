@@ -584,17 +584,21 @@ def test_shards_and_replicas_survive_losing_a_worker_node(
     assert result["duplicate_fills"] == 0
     assert head.alive
     # The supervisor (on the head now) publishes shardline's metrics through Ray's endpoint.
-    deadline = time.monotonic() + 120
     seen: set[str] = set()
     wanted = {
         "ray_shardline_actor_healthy",
         "ray_shardline_ticks_in_total",
         "ray_shardline_router_buffer_depth",
     }
-    while time.monotonic() < deadline and not wanted <= seen:
+
+    def exported() -> bool:
+        nonlocal seen
         with urllib.request.urlopen(f"http://127.0.0.1:{head.metrics_port}/metrics", timeout=10) as response:
             seen = {line.split("{")[0].split(" ")[0] for line in response.read().decode().splitlines()}
-        time.sleep(2)  # the next scrape, as Prometheus would make it
+        return wanted <= seen
+
+    with contextlib.suppress(TimeoutError):  # the assertions below say what is missing
+        wait_for(exported, 120, "shardline's metrics on the head's endpoint")
     assert "ray_shardline_actor_healthy" in seen, (
         f"no shardline metrics on the head's Ray metrics endpoint; supervisor: {result['supervisor']}"
     )
