@@ -449,7 +449,8 @@ class TickStream:
     continuing per instrument from 1, handed to `push(batch)` at `rate` ticks a second.
 
     `run` is a thread's target until `stop`; a `push` that blocks (router back-pressure) slows the
-    stream down rather than dropping anything. `sent` and `last_seq_by_instrument` say what went.
+    stream down rather than dropping anything. `sent` and `last_seq_by_instrument` say what went,
+    and are final once `stop` returns: it waits for a push in flight to finish.
     """
 
     def __init__(
@@ -466,6 +467,7 @@ class TickStream:
         self._per_batch = max(1, rate // batches_per_s // len(universe)) * len(universe)
         self._interval = self._per_batch / rate
         self._stopping = threading.Event()
+        self._running = threading.Lock()  # held by `run`, so that `stop` can wait for it to end
         self._rounds = 0  # rounds over the universe sent: the last sequence number of each instrument
         self._seed = 0
         self.sent = 0
@@ -482,13 +484,14 @@ class TickStream:
         return ticks
 
     def run(self) -> None:
-        next_at = time.perf_counter()
-        while not self._stopping.is_set():
-            batch = self.next_batch()
-            self._push(batch)
-            self.sent += len(batch)
-            next_at += self._interval
-            self._stopping.wait(max(0.0, next_at - time.perf_counter()))  # the pace, or the stop
+        with self._running:
+            next_at = time.perf_counter()
+            while not self._stopping.is_set():
+                batch = self.next_batch()
+                self._push(batch)
+                self.sent += len(batch)
+                next_at += self._interval
+                self._stopping.wait(max(0.0, next_at - time.perf_counter()))  # the pace, or the stop
 
     def wait_for(self, ticks: int, timeout_s: float = 120.0) -> None:
         """Block until `ticks` more have been sent."""
@@ -499,8 +502,12 @@ class TickStream:
                 raise ShardlineError(f"the tick stream sent {self.sent} of {target} ticks")
             self._stopping.wait(0.01)  # the stream thread advances `sent`
 
-    def stop(self) -> None:
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Stop sending, and wait until a push in flight has landed and been counted in `sent`."""
         self._stopping.set()
+        if not self._running.acquire(timeout=timeout_s):
+            raise ShardlineError(f"the tick stream's last push did not return within {timeout_s:.0f} s")
+        self._running.release()
 
     def last_seq_by_instrument(self) -> dict[str, int]:
         """The last sequence number sent, per Nautilus instrument id ("SYMBOL.VENUE")."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -155,6 +156,26 @@ def test_the_stream_numbers_each_instrument_on_from_one() -> None:
         seqs = np.concatenate([b["seq"][b["iid"] == instrument.iid] for b in batches])
         assert seqs.tolist() == list(range(1, len(seqs) + 1))
     assert stream.last_seq_by_instrument() == {key: 50 for key in IDS}
+
+
+def test_stop_waits_for_the_push_in_flight_so_sent_is_final() -> None:
+    pushed: list[np.ndarray] = []
+    in_third_push = threading.Event()
+
+    def push(batch: np.ndarray) -> None:
+        if len(pushed) == 2:
+            in_third_push.set()
+            assert stream._stopping.wait(30), "stop was never called"  # lands only after stop began
+        pushed.append(batch)
+
+    stream = TickStream(push, INSTRUMENTS, rate=4_000, batches_per_s=100)
+    runner = threading.Thread(target=stream.run, daemon=True)
+    runner.start()
+    assert in_third_push.wait(30)
+    stream.stop()
+    assert len(pushed) == 3 and stream.sent == sum(len(b) for b in pushed)
+    runner.join(30)
+    assert not runner.is_alive()
 
 
 @pytest.mark.parametrize(("rate", "universe"), [(0, INSTRUMENTS), (100, ())])
