@@ -8,6 +8,7 @@ objects that a shard never touches.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,21 @@ _NO_DATE = -(2**31)  # in the int32 days-since-epoch column: no expiry
 _NO_STRIKE = -1  # strikes are positive
 _DERIVATIVE_EXCHANGE_ORDER = ("NFO", "BFO", "MCX", "CDS", "NCDEX")
 _EXCHANGE_RANK = {exchange: rank for rank, exchange in enumerate(EXCHANGES)}
+# An instrument's fields other than its strings, by iid (codes index the catalog's value lists).
+_ROW = np.dtype(
+    [
+        ("exchange", np.int32),
+        ("name", np.int32),
+        ("instrument_type", np.int32),
+        ("expiry", np.int32),
+        ("strike", np.int64),
+        ("option_type", np.int32),
+        ("lot_size", np.int64),
+        ("tick_size", np.int64),
+        ("price_scale", np.int64),
+    ]
+)
+_ROW_FIELDS: tuple[str, ...] = tuple(_ROW.fields or ())
 
 
 class OptionChainRow(tuple[int, Instrument | None, Instrument | None]):
@@ -49,6 +65,73 @@ class OptionChainRow(tuple[int, Instrument | None, Instrument | None]):
         return self[2]
 
 
+class OptionChainRows(Sequence[OptionChainRow]):
+    """A chain's rows by ascending strike, each made with its legs when first read and then kept,
+    so a caller after the few strikes around the money never pays for the whole chain.
+
+    Pickles as a plain tuple of made rows: it never carries its catalog across processes.
+    """
+
+    __slots__ = ("_calls", "_catalog", "_made", "_puts", "_span", "_strikes")
+
+    def __init__(
+        self,
+        catalog: InstrumentCatalog,
+        span: tuple[int, int],
+        strikes: list[int],
+        calls: list[int],
+        puts: list[int],
+    ) -> None:
+        self._catalog = catalog
+        self._span = span  # the chain's iids, for making every leg column-wise in one go
+        self._strikes = strikes
+        self._calls = calls  # the call's iid at each strike, -1 where none is listed
+        self._puts = puts
+        self._made: list[OptionChainRow | None] = [None] * len(strikes)
+
+    def __len__(self) -> int:
+        return len(self._strikes)
+
+    @overload
+    def __getitem__(self, index: int) -> OptionChainRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[OptionChainRow]: ...
+    def __getitem__(self, index: int | slice) -> OptionChainRow | list[OptionChainRow]:
+        if isinstance(index, slice):
+            return [self._row(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"chain row {index} of {len(self)}")
+        return self._row(index)
+
+    def __iter__(self) -> Iterator[OptionChainRow]:
+        if any(row is None for row in self._made):
+            self._catalog.run(*self._span)  # all legs at once, much cheaper than one by one
+        return (self._row(i) for i in range(len(self)))
+
+    def __eq__(self, other: object) -> bool:  # the same rows, made or not, as a tuple of rows
+        if isinstance(other, OptionChainRows | tuple):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __reduce__(self) -> tuple[type[tuple[OptionChainRow, ...]], tuple[tuple[OptionChainRow, ...]]]:
+        return tuple, (tuple(self),)
+
+    def _row(self, i: int) -> OptionChainRow:
+        row = self._made[i]
+        if row is None:
+            call, put, by_iid = self._calls[i], self._puts[i], self._catalog.by_iid
+            row = OptionChainRow(
+                (self._strikes[i], by_iid(call) if call >= 0 else None, by_iid(put) if put >= 0 else None)
+            )
+            self._made[i] = row
+        return row
+
+
 @dataclass(frozen=True)
 class OptionChain:
     """The options of one underlying and expiry on one exchange, by ascending strike."""
@@ -56,11 +139,8 @@ class OptionChain:
     exchange: str
     underlying: str
     expiry: date
-    rows: tuple[OptionChainRow, ...]
-
-    @property
-    def strikes(self) -> list[int]:
-        return [row.strike for row in self.rows]
+    strikes: tuple[int, ...]
+    rows: Sequence[OptionChainRow]  # rows[i] is at strikes[i]; made on first read
 
     def instruments(self) -> list[Instrument]:
         """Every option of the chain: by strike, the call before the put."""
@@ -68,11 +148,16 @@ class OptionChain:
 
     def nearest_strike_index(self, price: int) -> int:
         """Index of the row whose strike is closest to `price` (the lower one on a tie)."""
-        if not self.rows:
+        strikes = self.strikes
+        if not strikes:
             raise ShardlineError(f"{self.underlying} {self.expiry} chain on {self.exchange} has no strikes")
-        return min(
-            range(len(self.rows)), key=lambda i: (abs(self.rows[i].strike - price), self.rows[i].strike)
-        )
+        above = bisect.bisect_left(strikes, price)  # the first strike at or above the price
+        if above == 0:
+            return 0
+        if above == len(strikes):
+            return above - 1
+        below = above - 1
+        return below if price - strikes[below] <= strikes[above] - price else above
 
 
 class InstrumentSequence(Sequence[Instrument]):
@@ -146,16 +231,27 @@ class InstrumentCatalog:
             by_symbol.update(
                 zip(reversed(self._symbols[start:stop]), reversed(iids[start:stop]), strict=True)
             )
-        self._names, self._name_codes = _codes(frame.get_column("name"))
-        self._types, self._type_codes = _codes(frame.get_column("instrument_type"))
-        self._expiry_days = frame.get_column("expiry").cast(pl.Int32).fill_null(_NO_DATE).to_numpy()
-        self._strikes = frame.get_column("strike").fill_null(_NO_STRIKE).to_numpy()
-        option_types, self._option_type_codes = _codes(frame.get_column("option_type"))
+        self._names, name_codes = _codes(frame.get_column("name"))
+        self._types, type_codes = _codes(frame.get_column("instrument_type"))
+        option_types, option_type_codes = _codes(frame.get_column("option_type"))
         self._option_types: list[str | None] = [t or None for t in option_types]
         self._call_code = option_types.index("CE") if "CE" in option_types else -1
-        self._lot_sizes = frame.get_column("lot_size").to_numpy()
-        self._tick_sizes = frame.get_column("tick_size").to_numpy()
-        self._price_scales = frame.get_column("price_scale").to_numpy()
+        # Everything else an Instrument is made of, one packed record per iid: making one on its
+        # first look-up reads one cache line, not a line from each of nine column arrays.
+        rows = np.empty(n, dtype=_ROW)
+        rows["exchange"] = self._exchange_codes
+        rows["name"] = name_codes
+        rows["instrument_type"] = type_codes
+        rows["expiry"] = frame.get_column("expiry").cast(pl.Int32).fill_null(_NO_DATE).to_numpy()
+        rows["strike"] = frame.get_column("strike").fill_null(_NO_STRIKE).to_numpy()
+        rows["option_type"] = option_type_codes
+        for column in ("lot_size", "tick_size", "price_scale"):
+            rows[column] = frame.get_column(column).to_numpy()
+        self._rows = rows
+        self._name_codes = rows["name"]
+        self._expiry_days = rows["expiry"]
+        self._strikes = rows["strike"]
+        self._option_type_codes = rows["option_type"]
         self._made: list[Instrument | None] = [None] * n
         self._dates: dict[int, date] = {}
         self._search_arrays: SearchArrays | Callable[[], SearchArrays] | None = search_arrays
@@ -288,21 +384,20 @@ class InstrumentCatalog:
 
     def _make(self, iid: int) -> Instrument:
         token = self._tokens[iid]  # IndexError past the end
-        days = self._expiry_days.item(iid)
-        strike = self._strikes.item(iid)
+        exchange, name, itype, days, strike, option_type, lot, tick, scale = self._rows.item(iid)
         instrument = Instrument(
             iid,
-            self._exchanges[self._exchange_codes.item(iid)],
+            self._exchanges[exchange],
             token,
             self._symbols[iid],
-            self._names[self._name_codes.item(iid)],
-            self._types[self._type_codes.item(iid)],
+            self._names[name],
+            self._types[itype],
             None if days == _NO_DATE else self._date(days),
             None if strike == _NO_STRIKE else strike,
-            self._option_types[self._option_type_codes.item(iid)],
-            self._lot_sizes.item(iid),
-            self._tick_sizes.item(iid),
-            self._price_scales.item(iid),
+            self._option_types[option_type],
+            lot,
+            tick,
+            scale,
         )
         self._made[iid] = instrument
         return instrument
@@ -311,23 +406,16 @@ class InstrumentCatalog:
         """Make the instruments with iids in [start, stop) that are not made yet, column-wise."""
         names, types, option_types, date_of = self._names, self._types, self._option_types, self._date
         exchanges = self._exchanges
+        made = self._made
+        rows = self._rows[start:stop]
         columns = zip(
             range(start, stop),
-            self._exchange_codes[start:stop].tolist(),
             self._tokens[start:stop],
             self._symbols[start:stop],
-            self._name_codes[start:stop].tolist(),
-            self._type_codes[start:stop].tolist(),
-            self._expiry_days[start:stop].tolist(),
-            self._strikes[start:stop].tolist(),
-            self._option_type_codes[start:stop].tolist(),
-            self._lot_sizes[start:stop].tolist(),
-            self._tick_sizes[start:stop].tolist(),
-            self._price_scales[start:stop].tolist(),
+            *(rows[field].tolist() for field in _ROW_FIELDS),  # a list per field beats a tuple per row
             strict=True,
         )
-        made = self._made
-        for iid, exchange, token, symbol, name, itype, days, strike, option_type, lot, tick, scale in columns:
+        for iid, token, symbol, exchange, name, itype, days, strike, option_type, lot, tick, scale in columns:
             if made[iid] is not None:
                 continue
             made[iid] = Instrument(
@@ -420,7 +508,6 @@ class InstrumentCatalog:
                 f"no {underlying} options on {exchange} expiring {expiry}; listed expiries: {listed}"
             )
         start, stop = span
-        legs = self.run(start, stop)
         strikes = self._strikes[start:stop]
         calls = self._option_type_codes[start:stop] == self._call_code
         # iids run by strike, the call before the put: a pair is a call and the put after it
@@ -428,18 +515,14 @@ class InstrumentCatalog:
         paired[:-1] = (strikes[:-1] == strikes[1:]) & calls[:-1] & ~calls[1:]
         second = np.zeros_like(paired)
         second[1:] = paired[:-1]
-        strike_list, paired_list, call_list = strikes.tolist(), paired.tolist(), calls.tolist()
-        rows = [
-            OptionChainRow(
-                (strike_list[i], legs[i], legs[i + 1])
-                if paired_list[i]
-                else (strike_list[i], legs[i], None)
-                if call_list[i]
-                else (strike_list[i], None, legs[i])
-            )
-            for i in np.flatnonzero(~second).tolist()
-        ]
-        chain = OptionChain(exchange, underlying, expiry, tuple(rows))
+        firsts = np.flatnonzero(~second)  # each row's first leg, as an offset into the run
+        first_is_call = calls[firsts]
+        iids = firsts + start
+        call_iids = np.where(first_is_call, iids, -1)
+        put_iids = np.where(paired[firsts], iids + 1, np.where(first_is_call, -1, iids))
+        row_strikes = strikes[firsts].tolist()
+        rows = OptionChainRows(self, span, row_strikes, call_iids.tolist(), put_iids.tolist())
+        chain = OptionChain(exchange, underlying, expiry, tuple(row_strikes), rows)
         self._chain_cache[cache_key] = chain
         return chain
 

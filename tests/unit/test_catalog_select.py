@@ -7,6 +7,8 @@ from datetime import date
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from catalog.catalog import InstrumentCatalog
 from catalog.instrument import InstrumentKind
@@ -217,6 +219,36 @@ def test_instruments_and_chains_survive_pickling(catalog: InstrumentCatalog) -> 
     assert leg is not None
     copy = pickle.loads(pickle.dumps(leg))
     assert copy == leg and hash(copy) == hash(leg) and copy.key == leg.key
-    assert pickle.loads(pickle.dumps(chain)) == chain
+    copied = pickle.loads(pickle.dumps(chain))
+    assert copied == chain and type(copied.rows) is tuple  # made rows travel, never the catalog
     with pytest.raises(AttributeError):
         leg.lot_size = 1  # type: ignore[misc]  # frozen
+
+
+def test_chain_rows_are_made_when_read_and_then_kept(catalog: InstrumentCatalog) -> None:
+    chain = catalog.option_chain("NIFTY", date(2026, 12, 1))
+    middle = len(chain.rows) // 2
+    row = chain.rows[middle]
+    assert chain.rows[middle] is row and chain.rows[-1] is chain.rows[len(chain.rows) - 1]
+    assert row.strike == chain.strikes[middle] and row.call is not None and row.put is not None
+    assert (row.call.option_type, row.put.option_type) == ("CE", "PE")
+    assert row.call.strike == row.put.strike == row.strike and row.call.iid + 1 == row.put.iid
+    assert chain.rows[middle : middle + 2] == [row, chain.rows[middle + 1]]
+    everything = list(chain.rows)
+    assert everything[middle] is row and [r.strike for r in everything] == list(chain.strikes)
+    assert chain.instruments() == [leg for r in everything for leg in (r.call, r.put) if leg is not None]
+    with pytest.raises(IndexError):
+        chain.rows[len(chain.rows)]
+    halfway = (chain.strikes[middle] + chain.strikes[middle + 1]) // 2
+    assert chain.nearest_strike_index(halfway) == middle  # a tie goes to the lower strike
+    assert chain.nearest_strike_index(halfway + 1) == middle + 1
+
+
+@given(price=st.integers(min_value=-(10**9), max_value=10**10))
+def test_the_nearest_strike_is_the_closest_and_the_lower_on_a_tie(
+    catalog: InstrumentCatalog, price: int
+) -> None:
+    chain = catalog.option_chain("NIFTY", date(2026, 12, 1))
+    strikes = chain.strikes
+    expected = min(range(len(strikes)), key=lambda i: (abs(strikes[i] - price), strikes[i]))
+    assert chain.nearest_strike_index(price) == expected
