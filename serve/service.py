@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from actors.orders import OrderRequest, Product, Side
+from actors.orders import OrderRequest, OrderType, Product, Side
 from cluster.config import ShardlineConfig
 from cluster.errors import ShardlineError
 from serve.candles import Candle
@@ -616,6 +616,18 @@ class TerminalService:
                     to_minor(body.other_leg.price, view, "other_leg.price"),
                 )
             )
+        # The leg's order is placed later, by the portfolio: vetted now as the LIMIT it will be.
+        first_leg = OrderRequest(
+            client_order_id=new_client_order_id(),
+            book=body.book,
+            instrument=view.key,
+            side=body.side,
+            quantity=body.quantity,
+            order_type=OrderType.LIMIT,
+            product=body.product,
+            price=legs[0][1],
+        )
+        await self._vet("GTT", first_leg, deferred=True)
         result = await self.actors.call(
             PORTFOLIO, "gtt_create", body.book, view.key, body.side, body.quantity, body.product, legs
         )
@@ -654,6 +666,17 @@ class TerminalService:
     async def bracket_place(self, user: User, body: schemas.BracketRequest) -> dict[str, Any]:
         view = self.catalog.get(body.instrument)
         check_lots(body.quantity, view)
+        entry = OrderRequest(
+            client_order_id=new_client_order_id(),
+            book=body.book,
+            instrument=view.key,
+            side=body.side,
+            quantity=body.quantity,
+            order_type=body.entry_type,
+            product=body.product,
+            price=to_minor(body.price, view, "price"),
+        )
+        await self._vet("bracket", entry)
         result = await self.actors.call(
             PORTFOLIO,
             "bracket_place",
@@ -663,7 +686,7 @@ class TerminalService:
             quantity=body.quantity,
             product=body.product,
             entry_type=body.entry_type,
-            entry_price=to_minor(body.price, view, "price"),
+            entry_price=entry.price,
             stop_loss=to_minor(body.stop_loss, view, "stop_loss"),
             target=to_minor(body.target, view, "target"),
             trailing_stop=to_minor(body.trailing_stop, view, "trailing_stop"),
@@ -691,6 +714,17 @@ class TerminalService:
 
     async def bracket_cancel(self, user: User, bracket_id: str) -> Any:
         return present(await self.actors.call(PORTFOLIO, "bracket_cancel", bracket_id))
+
+    async def _vet(self, what: str, order: OrderRequest, *, deferred: bool = False) -> None:
+        """Refuse a rule or bracket before it is made if pre-trade risk refuses its order now.
+
+        The portfolio places those orders itself, past the execution actor's checks: an engaged
+        kill switch or a limit must stop them here.
+        """
+        try:
+            await self.actors.call(EXECUTION, "vet", order, deferred=deferred)
+        except InvalidRequest as err:
+            raise InvalidRequest(f"{what} refused: {err}") from None
 
     @staticmethod
     async def _find(rows: list[dict[str, Any]], field: str, ident: str, what: str) -> dict[str, Any]:

@@ -6,6 +6,10 @@ the node that holds the broker-registered static IP, and Ray restarts it forever
 `execution-YYYYMMDD`, in files or Redis Streams) and then asks the venue about orders the last
 incarnation left in doubt, before it answers any call.
 
+When the venue is the paper portfolio actor, it is told the engaged kill switches at start and on
+every change (`set_entry_halts`): the GTT legs and bracket entries it places itself, which never
+pass through here, are then held to the same switches.
+
 Order updates go to the actors registered for the order's book (`register_book`, which shards
 call on every start) through their `on_order_update(update)`, and to actors registered for every
 book (`register_listener(name)`, e.g. the terminal's hub).
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
@@ -110,6 +115,11 @@ class ExecutionActor:
         self._retrying: set[str] = set()
         self._outbox_dropped = 0
         replayed = self._engine.restore()
+        self._halting_venue = self._entry_halting_venue(self._venue)
+        if self._halting_venue is not None:
+            self._engine.add_kill_switch_listener(self._halt_venue_entries)
+            # Once at start too: the venue may have missed changes while this actor was down.
+            self._halt_venue_entries(self._engine.risk.engaged_kill_switches())
         self._ready: asyncio.Task[int] | None = None
         log.info(
             "execution: mode=%s venue=%s journal=%s replayed=%d pid=%d",
@@ -125,6 +135,14 @@ class ExecutionActor:
     async def submit(self, order: OrderRequest) -> OrderUpdate:
         await self._reconciled()
         return await self._engine.submit(order)
+
+    async def vet(self, order: OrderRequest, deferred: bool = False) -> None:
+        """Raise `RiskRefusal` (with `submit`'s reason) if pre-trade risk would refuse `order` now.
+
+        Nothing is journaled or sent: the terminal vets a GTT leg (`deferred`) or a bracket entry
+        this way before the portfolio makes the rule or bracket.
+        """
+        self._engine.vet(order, deferred=deferred)
 
     async def cancel(self, client_order_id: str) -> OrderUpdate | None:
         await self._reconciled()
@@ -233,6 +251,17 @@ class ExecutionActor:
         if start is not None:
             await start()
         return await self._engine.reconcile()
+
+    @staticmethod
+    def _entry_halting_venue(venue: Venue) -> Any:
+        """The venue actor's handle if it places orders of its own that kill switches must halt."""
+        if isinstance(venue, ActorVenue) and hasattr(venue.handle, "set_entry_halts"):
+            return venue.handle
+        return None
+
+    def _halt_venue_entries(self, engaged: dict[str | None, str]) -> None:
+        # Fire and forget; the time stamp lets the venue drop a state that arrives after a newer one.
+        self._halting_venue.set_entry_halts.remote(engaged, time.time_ns())
 
     def _forward_update(self, update: OrderUpdate) -> None:
         for name in self._engine.subscribers_of(update.book):

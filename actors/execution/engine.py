@@ -55,6 +55,8 @@ from cluster.errors import ShardlineError
 log = logging.getLogger(__name__)
 
 UpdateListener = Callable[[OrderUpdate], None]
+# Called with the engaged kill switches' reasons by book (None: the global switch).
+KillSwitchListener = Callable[[dict[str | None, str]], None]
 
 LOST_BEFORE_SENDING = "not sent before the execution actor restarted; resubmit it if still wanted"
 LOST_AT_VENUE = "the venue has no record of it after the execution actor restarted"
@@ -66,6 +68,10 @@ class ExecutionError(ShardlineError):
 
 class DuplicateClientOrderId(ExecutionError):
     """A client order id reused for a different order."""
+
+
+class RiskRefusal(ExecutionError):
+    """An order pre-trade risk refuses (`vet`); the message is the reason `submit` would give."""
 
 
 @dataclass
@@ -129,6 +135,7 @@ class ExecutionEngine:
         self._working: dict[tuple[str, str], set[str]] = defaultdict(set)  # (book, instrument) -> ids
         self._locks: dict[str, asyncio.Lock] = {}
         self._listeners: list[UpdateListener] = []
+        self._kill_switch_listeners: list[KillSwitchListener] = []
         self._background: set[asyncio.Task[Any]] = set()
         # Actor names that get order updates, by book (None: every book); journaled, so they
         # survive a restart of the actor that holds this engine.
@@ -138,6 +145,10 @@ class ExecutionEngine:
     def add_listener(self, listener: UpdateListener) -> None:
         """Call `listener` with every order update (state changes and fills)."""
         self._listeners.append(listener)
+
+    def add_kill_switch_listener(self, listener: KillSwitchListener) -> None:
+        """Call `listener` with the engaged kill switches whenever one is engaged or released."""
+        self._kill_switch_listeners.append(listener)
 
     # -- restart -----------------------------------------------------------------------------
 
@@ -253,6 +264,16 @@ class ExecutionEngine:
                 self._apply_submit_ack(order, ack)
             return order.update()
 
+    def vet(self, request: OrderRequest, *, deferred: bool = False) -> None:
+        """Raise `RiskRefusal` if `submit` would refuse `request` now; nothing is journaled or sent.
+
+        For what is made elsewhere and placed later (GTT rules, brackets): the kill switches and
+        limits apply to it when it is made. `deferred` as in `PreTradeRisk.check`.
+        """
+        problem = self.risk.check(request, self.exposure(request.book, request.instrument), deferred=deferred)
+        if problem:
+            raise RiskRefusal(problem)
+
     async def cancel(self, client_order_id: str) -> OrderUpdate | None:
         """Cancel an order; None if no such order.
 
@@ -360,6 +381,7 @@ class ExecutionEngine:
         reason = reason or ("engaged by an operator" if engaged else "released by an operator")
         self._record_command(KillSwitchSet(ts_ns=self._clock(), book=book, engaged=engaged, reason=reason))
         log.warning("kill switch for %s %s: %s", scope, "engaged" if engaged else "released", reason)
+        self._notify_kill_switches()
         if engaged:
             await self._cancel_entries(book)
         return self.risk.kill_switch(book)
@@ -686,6 +708,7 @@ class ExecutionEngine:
             self._record_fact(
                 KillSwitchSet(ts_ns=self._clock(), book=trip.book, engaged=True, reason=trip.reason)
             )
+            self._notify_kill_switches()
             self._spawn(self._cancel_entries(trip.book))
 
     async def _cancel_entries(self, book: str | None) -> None:
@@ -736,6 +759,14 @@ class ExecutionEngine:
 
     def _open_count(self) -> int:
         return sum(len(ids) for ids in self._working.values())
+
+    def _notify_kill_switches(self) -> None:
+        engaged = self.risk.engaged_kill_switches()
+        for listener in self._kill_switch_listeners:
+            try:
+                listener(engaged)
+            except Exception:
+                log.exception("kill switch listener failed")
 
     def _notify(self, update: OrderUpdate) -> OrderUpdate:
         for listener in self._listeners:

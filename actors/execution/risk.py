@@ -223,8 +223,14 @@ class PreTradeRisk:
 
     # -- checks ------------------------------------------------------------------------------
 
-    def check(self, order: OrderRequest, exposure: Exposure = Exposure()) -> str | None:
-        """Why `order` must be refused, or None if it may go. `exposure` excludes the order itself."""
+    def check(
+        self, order: OrderRequest, exposure: Exposure = Exposure(), *, deferred: bool = False
+    ) -> str | None:
+        """Why `order` must be refused, or None if it may go. `exposure` excludes the order itself.
+
+        A `deferred` order is placed later, when a trigger is reached (a GTT leg): the price band and
+        the delivery holdings are judged at that moment, not now.
+        """
         problem = self._check_shape(order)
         if problem:
             return problem
@@ -242,10 +248,10 @@ class PreTradeRisk:
                     "only orders that reduce a position are accepted"
                 )
         for limits, scope in self._limit_sets(order.book):
-            problem = self._check_limits(order, exposure, limits, scope, reduces)
+            problem = self._check_limits(order, exposure, limits, scope, reduces, deferred)
             if problem:
                 return problem
-        return self._check_short_delivery(order, exposure)
+        return None if deferred else self._check_short_delivery(order, exposure)
 
     def reduces_position(self, order: OrderRequest, exposure: Exposure = Exposure()) -> bool:
         """Whether filling `order` (and the same-side working orders) only shrinks the book's position."""
@@ -309,7 +315,13 @@ class PreTradeRisk:
         return None
 
     def _check_limits(
-        self, order: OrderRequest, exposure: Exposure, limits: RiskLimits, scope: str, reduces: bool
+        self,
+        order: OrderRequest,
+        exposure: Exposure,
+        limits: RiskLimits,
+        scope: str,
+        reduces: bool,
+        deferred: bool,
     ) -> str | None:
         exchange = exchange_of(order.instrument)
         if order.quantity > limits.max_order_qty:
@@ -317,7 +329,7 @@ class PreTradeRisk:
                 f"quantity {order.quantity} exceeds the {scope} maximum order quantity {limits.max_order_qty}"
             )
         last = self._marks.get(order.instrument)
-        if last is not None and last > 0:
+        if last is not None and last > 0 and not deferred:
             for name, given in (("limit price", order.price), ("trigger price", order.trigger_price)):
                 if not given:
                     continue
@@ -470,6 +482,15 @@ class PreTradeRisk:
 
     def kill_switch(self, book: str | None = None) -> KillSwitch:
         return self._global_kill if book is None else self._book(book).kill
+
+    def engaged_kill_switches(self) -> dict[str | None, str]:
+        """The reasons of the switches engaged now, by book (None: the global switch)."""
+        engaged: dict[str | None, str] = {
+            name: b.kill.reason for name, b in self._books.items() if b.kill.engaged
+        }
+        if self._global_kill.engaged:
+            engaged[None] = self._global_kill.reason
+        return engaged
 
     def state(self) -> RiskState:
         books = {}

@@ -270,6 +270,11 @@ class ActorVenue:
         self._handle = handle
         self.name = name
 
+    @property
+    def handle(self) -> Any:
+        """The venue actor's handle."""
+        return self._handle
+
     async def submit(self, order: OrderRequest) -> VenueAck:
         ack: VenueAck = await self._handle.submit.remote(order)
         return ack

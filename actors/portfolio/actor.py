@@ -13,6 +13,8 @@ fresh portfolio, so Ray can restart it at will (`max_restarts=-1` where the topo
 - Quotes are pushed by the router (`on_quotes`, at the router's bounded rate), given directly
   (`on_market`), or pulled from the router's `latest_quotes` for the instruments that matter
   (`start_quote_pump`, at a bounded rate).
+- The execution actor tells it which kill switches are engaged (`set_entry_halts`), at its start
+  and on every change: GTT legs and bracket entries that would open a position wait for them.
 - A one-second heartbeat moves the clock without quotes: the intraday square-off, session roll,
   derivative expiry and GTT expiry happen on time.
 """
@@ -173,6 +175,7 @@ class PaperPortfolioActor:
         self._publisher: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pump: asyncio.Task[None] | None = None
+        self._halts_as_of_ns = 0
         self.counters = {"quotes": 0, "delivered": 0, "undelivered": 0, "published": 0, "pump_errors": 0}
         log.info(
             "portfolio: replayed %d journal records from %s, %d instruments, pid %d",
@@ -254,6 +257,24 @@ class PaperPortfolioActor:
         trade = self._portfolio.apply_fill(fill)
         self._deliver()
         return trade
+
+    async def set_entry_halts(self, halts: dict[str | None, str], as_of_ns: int) -> bool:
+        """Take the execution actor's engaged kill switches (reasons by book; None: every book).
+
+        Returns False, changing nothing, if a state newer than `as_of_ns` was taken already: the
+        calls are sent without waiting, and Ray does not promise an async actor runs them in order.
+        """
+        self._start()
+        if as_of_ns < self._halts_as_of_ns:
+            return False
+        self._halts_as_of_ns = as_of_ns
+        self._portfolio.set_entry_halts(halts, self._clock())
+        self._deliver()
+        return True
+
+    async def entry_halts(self) -> dict[str | None, str]:
+        """The kill switches this venue holds its own entries to, by book (None: every book)."""
+        return self._portfolio.entry_halts()
 
     # -- quotes --------------------------------------------------------------------------------
 

@@ -9,6 +9,10 @@ Every state change is a record (`actors.portfolio.records`) that is journaled be
 and applying records is the only way state changes, so `restore` rebuilds the exact state from a
 journal. The matching engine's resting orders are rebuilt from the restored open orders.
 
+The execution actor's kill switches reach the orders placed here (GTT legs, bracket entries), which
+never pass through it, as entry halts (`set_entry_halts`): while one is engaged such an order is not
+placed if it would open or add to a position; exits still go.
+
 The class reads no clock: every call carries ``ts_ns``, and quotes carry their own.
 """
 
@@ -51,6 +55,7 @@ from actors.portfolio.records import (
     BracketModified,
     BracketPlaced,
     BracketStopMoved,
+    EntryHaltSet,
     FillBooked,
     GttClosed,
     GttCreated,
@@ -98,6 +103,8 @@ MARKET_CLOSE = time(15, 30)
 _UNKNOWN_DEPTH = 10**12
 # Each follow-up settles a bracket in a few steps; this many means a loop, which must fail loudly.
 _MAX_FOLLOW_UPS = 10_000
+# Orders placed here that can open a position: the execution actor's kill switch never sees them.
+_HALTED_ROLES = frozenset({OrderRole.GTT, OrderRole.ENTRY})
 
 InstrumentLookup = Callable[[str], InstrumentSpec | None]
 JournalAppend = Callable[[AnyRecord], object]
@@ -367,6 +374,31 @@ class PaperPortfolio:
         """Order updates (with fills) since the last call, oldest first."""
         events, self._events = self._events, []
         return events
+
+    @_group_commit
+    def set_entry_halts(self, halts: Mapping[str | None, str], ts_ns: int) -> None:
+        """Take the execution actor's engaged kill switches: their reasons by book (None: every book).
+
+        A halt not named is lifted. While a book is halted, a GTT leg or bracket entry that would open
+        or add to a position is rejected with the halt's reason, and one already working is
+        cancelled; orders that only reduce a position (exits, square-off, settlement) still go.
+        """
+        self.advance_clock(ts_ns)
+        for book in [b for b in self._state.entry_halts if b not in halts]:
+            self._commit(EntryHaltSet(ts_ns=ts_ns, book=book, engaged=False, reason=""))
+        for book, reason in halts.items():
+            if self._state.entry_halts.get(book) != reason:
+                self._commit(EntryHaltSet(ts_ns=ts_ns, book=book, engaged=True, reason=reason))
+        for order in list(self._state.orders.values()):
+            if order.is_active and order.role in _HALTED_ROLES:
+                halted = self._halt_reason(order.request, order)
+                if halted is not None:
+                    self._cancel_order(order, ts_ns, halted)
+        self._run_pending(ts_ns)
+
+    def entry_halts(self) -> dict[str | None, str]:
+        """The engaged kill switches this venue holds its own entries to, by book (None: every book)."""
+        return dict(self._state.entry_halts)
 
     # ====================================================================== manual-trading API
 
@@ -754,6 +786,7 @@ class PaperPortfolio:
             "brackets": state.brackets,
             "counters": state.counters,
             "session": (state.session, state.squared_off),
+            "entry_halts": state.entry_halts,
             "cash": self.cash,
             "margin": (self.margin_used, self.margin_blocked),
         }
@@ -814,7 +847,8 @@ class PaperPortfolio:
         spec = self._lookup(request.instrument)
         venue_order_id = f"PV{self._state.counters.orders + 1:08d}"
         margin = 0
-        reason = self._venue_check(request, spec)
+        halted = self._halt_reason(request) if role in _HALTED_ROLES else None
+        reason = halted or self._venue_check(request, spec)
         if reason is None:
             assert spec is not None
             margin, reason = self._margin_check(request, spec)
@@ -843,6 +877,19 @@ class PaperPortfolio:
         order = self._state.orders[request.client_order_id]
         self._record_engine_events(self._engine.submit(request, ts_ns), ts_ns)
         return order
+
+    def _halt_reason(self, request: OrderRequest, working: PaperOrder | None = None) -> str | None:
+        """Why an entry halt stops this order (`working`: the order itself, already placed), or None."""
+        halts = self._state.entry_halts
+        if None in halts:
+            switch, reason = "the global kill switch", halts[None]
+        elif request.book in halts:
+            switch, reason = f"the kill switch for book {request.book}", halts[request.book]
+        else:
+            return None
+        if self._opening_quantity(request, working) == 0:
+            return None
+        return f"{switch} is engaged ({reason}); only orders that reduce a position are placed"
 
     def _venue_check(self, request: OrderRequest, spec: InstrumentSpec | None) -> str | None:
         """What the venue refuses before the exchange rules: instrument, product, short delivery."""

@@ -159,6 +159,17 @@ class BracketClosed(Record, tag="bracket_closed", frozen=True):
     reason: str
 
 
+class EntryHaltSet(Record, tag="entry_halt_set", frozen=True):
+    """The execution actor's kill switch for a book (None: every book), engaged or released.
+
+    While it is engaged the venue places no order of its own that would open a position there.
+    """
+
+    book: str | None
+    engaged: bool
+    reason: str
+
+
 AnyRecord = (
     OrderAccepted
     | OrderRejected
@@ -179,6 +190,7 @@ AnyRecord = (
     | BracketModified
     | BracketStopMoved
     | BracketClosed
+    | EntryHaltSet
 )
 
 

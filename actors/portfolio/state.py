@@ -24,6 +24,7 @@ from actors.portfolio.records import (
     BracketModified,
     BracketPlaced,
     BracketStopMoved,
+    EntryHaltSet,
     FillBooked,
     GttClosed,
     GttCreated,
@@ -156,10 +157,14 @@ class PortfolioState:
     trade_ids: set[str] = field(default_factory=set)
     active_gtts: dict[str, list[str]] = field(default_factory=dict)
     live_brackets: dict[str, list[str]] = field(default_factory=dict)
+    # Engaged kill switches by book (None: every book), with their reasons.
+    entry_halts: dict[str | None, str] = field(default_factory=dict)
 
     @property
     def is_empty(self) -> bool:
-        return not (self.orders or self.trades or self.gtts or self.brackets or self.session)
+        return not (
+            self.orders or self.trades or self.gtts or self.brackets or self.session or self.entry_halts
+        )
 
     def working_quantity(
         self, book: str, instrument: str, product: Product, side: Side, excluding: PaperOrder | None = None
@@ -292,6 +297,11 @@ class PortfolioState:
                 bracket.status = record.status
                 bracket.reason = record.reason
                 _forget(self.live_brackets, bracket.spec.instrument, record.bracket_id)
+            case EntryHaltSet():
+                if record.engaged:
+                    self.entry_halts[record.book] = record.reason
+                else:
+                    self.entry_halts.pop(record.book, None)
         return Applied()
 
     def _accepted(self, record: OrderAccepted) -> Applied:

@@ -1,0 +1,195 @@
+"""The kill switch reaches what the paper portfolio places itself, on a real local Ray.
+
+The execution actor and the portfolio actor run under their real names ("execution", "portfolio"),
+so the terminal's REST edge (in process, over the real `ActorDirectory`) finds them as it does in a
+deployment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import ray
+
+from actors.execution.actor import start_execution
+from actors.orders import OrderStatus
+from actors.portfolio.actor import PaperPortfolioActor, ShiftedClock
+from actors.portfolio.gtt import GttStatus
+from actors.portfolio.instruments import InstrumentKind, InstrumentSpec
+from actors.portfolio.portfolio import MarketQuote
+from cluster.config import load_config, parse_config
+from cluster.topology import EXECUTION, NAMESPACE, PORTFOLIO
+
+warnings.filterwarnings("ignore", message=".*httpx.*")
+from starlette.testclient import TestClient  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+IST = timezone(timedelta(hours=5, minutes=30))
+SBIN = InstrumentSpec(key="NSE:3045", symbol="SBIN-EQ", kind=InstrumentKind.EQUITY, tick_size=5)
+SECRET = "integration-secret-0123456789-0123456789"
+HALTED = "the kill switch for book manual is engaged ({}); only orders that reduce a position are {}"
+_streams = itertools.count()
+
+
+class Desk:
+    """The execution actor with the paper portfolio actor as its venue, both under their real names."""
+
+    def __init__(self, tmp_path: Path, wait_until: Callable[..., Any]) -> None:
+        for name in (EXECUTION, PORTFOLIO):  # another module's topology may still be going away
+            wait_until(lambda name=name: not _running(name), 60, f"the name {name!r} to be free")
+        config = parse_config({"data_dir": str(tmp_path), "portfolio": {"slippage_ticks": 0}})
+        stream = f"kill-switch-it-{next(_streams)}-{time.time_ns()}"
+        session_hour = int(datetime(2026, 7, 6, 10, 0, tzinfo=IST).timestamp()) * 10**9
+        self.wait_until = wait_until
+        self.portfolio_actor: Any = (
+            ray.remote(PaperPortfolioActor)
+            .options(name=PORTFOLIO, namespace=NAMESPACE, max_restarts=-1, num_cpus=0)
+            .remote(
+                config,
+                journal_stream=f"portfolio-{stream}",
+                instruments=[SBIN],
+                clock=ShiftedClock(session_hour),
+                publish=False,
+            )
+        )
+        self.portfolio("stats")
+        self.execution_actor = start_execution(
+            config,
+            options={"num_cpus": 0},
+            venue=PORTFOLIO,
+            journal_stream=f"execution-{stream}",
+            redis_url="",
+            load_catalog=False,
+        )
+        self.execution("update_marks", {SBIN.key: 80_000})
+        self.market(80_000)
+
+    def portfolio(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return ray.get(getattr(self.portfolio_actor, method).remote(*args, **kwargs), timeout=60)
+
+    def execution(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return ray.get(getattr(self.execution_actor, method).remote(*args, **kwargs), timeout=60)
+
+    def market(self, ltp: int) -> None:
+        quote = MarketQuote(instrument=SBIN.key, ltp=ltp, bid=ltp - 5, ask=ltp + 5, ts_ns=0)
+        self.portfolio("on_market", [quote])
+
+    def halts_become(self, halts: dict[str | None, str]) -> None:
+        self.wait_until(lambda: self.portfolio("entry_halts") == halts, 30, f"the portfolio's halts {halts}")
+
+    def restart(self, handle: Any) -> None:
+        """Kill an actor's process; Ray starts a new one, which rebuilds from its journal."""
+        before = ray.get(handle.stats.remote(), timeout=60)["pid"]
+        ray.kill(handle, no_restart=False)
+
+        def back() -> bool:
+            try:
+                return bool(ray.get(handle.stats.remote(), timeout=10)["pid"] != before)
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                return False
+
+        self.wait_until(back, 60, "the actor's restart")
+
+    def close(self) -> None:
+        for handle in (self.execution_actor, self.portfolio_actor):
+            ray.kill(handle, no_restart=True)
+        for name in (EXECUTION, PORTFOLIO):
+            self.wait_until(lambda name=name: not _running(name), 60, f"{name} to go")
+
+
+def _running(name: str) -> bool:
+    try:
+        ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.fixture
+def desk(tmp_path: Path, wait_until: Callable[..., Any]) -> Iterator[Desk]:
+    d = Desk(tmp_path, wait_until)
+    yield d
+    d.close()
+
+
+def test_a_gtt_that_triggers_while_the_switch_is_engaged_is_rejected(desk: Desk) -> None:
+    rule = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "DELIVERY", [(82_000, 82_100)])
+    desk.execution("kill_switch", "manual", True, "desk closed")
+    desk.halts_become({"manual": "desk closed"})
+    desk.restart(desk.portfolio_actor)  # the halt is in the portfolio's journal
+    assert desk.portfolio("entry_halts") == {"manual": "desk closed"}
+
+    desk.market(82_000)
+    fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == rule.gtt_id)
+    assert fired.status is GttStatus.TRIGGERED and fired.order_id is not None
+    order = desk.portfolio("order", fired.order_id)
+    assert (order.status, order.reason) == (OrderStatus.REJECTED, HALTED.format("desk closed", "placed"))
+    assert desk.portfolio("positions") == [] and desk.portfolio("trades") == []
+
+    desk.execution("kill_switch", "manual", False)
+    desk.halts_become({})
+    again = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "DELIVERY", [(83_000, 83_100)])
+    desk.market(83_000)
+    fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == again.gtt_id)
+    assert desk.portfolio("order", fired.order_id).status is OrderStatus.FILLED
+
+
+def test_a_restarted_execution_actor_brings_the_portfolio_to_its_switches(desk: Desk) -> None:
+    desk.execution("kill_switch", None, True, "engaged by an operator")
+    desk.halts_become({None: "engaged by an operator"})
+    # A halt the execution actor does not hold (say, yesterday's): its next start lifts it.
+    assert desk.portfolio("set_entry_halts", {"ema-equities": "yesterday's loss"}, time.time_ns())
+    desk.restart(desk.execution_actor)
+    desk.halts_become({None: "engaged by an operator"})
+
+
+def test_the_terminal_refuses_gtt_and_brackets_while_the_switch_is_engaged(desk: Desk) -> None:
+    from serve.api import create_api
+    from serve.service import ActorDirectory, CatalogLookup, TerminalService
+
+    config = load_config()
+    service = TerminalService(config, CatalogLookup.load(config), ActorDirectory())
+    gtt = {"instrument": SBIN.key, "side": "BUY", "quantity": 10, "trigger_price": "820", "price": "821"}
+    bracket = {
+        "instrument": SBIN.key, "side": "BUY", "quantity": 10, "price": "795", "stop_loss": "780",
+        "target": "820",
+    }  # fmt: skip
+    with TestClient(create_api(config, service, SECRET, feed=None, heartbeat_s=3600)) as client:
+        admin, trader = (_sign_in(client, user) for user in ("admin", "trader"))
+        engaged = client.post(
+            "/api/v1/risk/kill-switch", json={"engaged": True, "book": "manual"}, headers=admin
+        )
+        assert engaged.status_code == 200, engaged.text
+        reason = HALTED.format("engaged by an operator", "accepted")
+
+        refused = client.post("/api/v1/gtt", json=gtt, headers=trader)
+        assert (refused.status_code, refused.json()["message"]) == (422, f"GTT refused: {reason}")
+        refused = client.post("/api/v1/brackets", json=bracket, headers=trader)
+        assert (refused.status_code, refused.json()["message"]) == (422, f"bracket refused: {reason}")
+        assert client.get("/api/v1/gtt", headers=trader).json() == []
+        assert client.get("/api/v1/brackets", headers=trader).json() == []
+        other_book = client.post("/api/v1/gtt", json=gtt | {"book": "ema-equities"}, headers=trader)
+        assert other_book.status_code == 201, other_book.text
+
+        released = client.post(
+            "/api/v1/risk/kill-switch", json={"engaged": False, "book": "manual"}, headers=admin
+        )
+        assert released.status_code == 200, released.text
+        created = client.post("/api/v1/gtt", json=gtt, headers=trader)
+        assert (created.status_code, created.json()["status"]) == (201, "ACTIVE")
+        placed = client.post("/api/v1/brackets", json=bracket, headers=trader)
+        assert (placed.status_code, placed.json()["status"]) == (201, "PENDING")
+
+
+def _sign_in(client: TestClient, user: str) -> dict[str, str]:
+    answer = client.post("/api/v1/auth/login", json={"username": user, "password": f"{user}-local"})
+    assert answer.status_code == 200, answer.text
+    return {"Authorization": f"Bearer {answer.json()['access_token']}"}
