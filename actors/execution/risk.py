@@ -228,8 +228,8 @@ class PreTradeRisk:
     ) -> str | None:
         """Why `order` must be refused, or None if it may go. `exposure` excludes the order itself.
 
-        A `deferred` order is placed later, when a trigger is reached (a GTT leg): the price band and
-        the delivery holdings are judged at that moment, not now.
+        A `deferred` order is placed later, when a trigger is reached (a GTT leg): it is not held to
+        today's price band or delivery holdings, which say nothing of that moment.
         """
         problem = self._check_shape(order)
         if problem:

@@ -150,6 +150,22 @@ def test_a_working_bracket_entry_is_cancelled_when_the_halt_engages(desk: Desk) 
     assert desk.portfolio.trades() == []
 
 
+def test_a_partly_filled_entry_keeps_protecting_what_filled_when_the_rest_is_cancelled() -> None:
+    desk = Desk(partial_fills=True)
+    desk.quote(SBIN, ltp=80_000, bid=79_995, ask=80_005, bid_qty=100, ask_qty=100)
+    view = bracket(desk)
+    desk.quote(SBIN, ltp=79_500, bid=79_495, ask=79_500, bid_qty=100, ask_qty=4)
+    halt(desk, {"manual": LOSS})
+    entry = desk.portfolio.order(view.entry_order_id)
+    assert (entry.status, entry.filled_quantity, entry.reason) == (OrderStatus.CANCELLED, 4, MANUAL_HALTED)
+    live = desk.portfolio.bracket_list()[0]
+    assert (live.status, live.protected) == (BracketStatus.ACTIVE, 4)
+    desk.quote(SBIN, ltp=78_000, bid=77_995, ask=78_005, bid_qty=100, ask_qty=100)
+    done = desk.portfolio.bracket_list()[0]
+    assert (done.status, done.reason, done.exited) == (BracketStatus.CLOSED, "stop-loss hit", 4)
+    assert position(desk, INTRADAY) == 0
+
+
 @pytest.mark.parametrize(("ltp", "reason"), [(78_000, "stop-loss hit"), (82_000, "target reached")])
 def test_a_filled_brackets_exits_still_go(desk: Desk, ltp: int, reason: str) -> None:
     view = bracket(desk)
