@@ -13,7 +13,7 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import polars as pl
@@ -33,15 +33,15 @@ _EXCHANGE_RANK = {exchange: rank for rank, exchange in enumerate(EXCHANGES)}
 # An instrument's fields other than its strings, by iid (codes index the catalog's value lists).
 _ROW = np.dtype(
     [
-        ("exchange", np.int32),
+        ("exchange", np.int8),  # codes: a handful of exchanges, instrument and option types
         ("name", np.int32),
-        ("instrument_type", np.int32),
+        ("instrument_type", np.int8),
         ("expiry", np.int32),
         ("strike", np.int64),
-        ("option_type", np.int32),
-        ("lot_size", np.int64),
-        ("tick_size", np.int64),
-        ("price_scale", np.int64),
+        ("option_type", np.int8),
+        ("lot_size", np.int32),
+        ("tick_size", np.int32),
+        ("price_scale", np.int32),
     ]
 )
 _ROW_FIELDS: tuple[str, ...] = tuple(_ROW.fields or ())
@@ -79,8 +79,8 @@ class OptionChainRows(Sequence[OptionChainRow]):
         catalog: InstrumentCatalog,
         span: tuple[int, int],
         strikes: list[int],
-        calls: list[int],
-        puts: list[int],
+        calls: np.ndarray,
+        puts: np.ndarray,
     ) -> None:
         self._catalog = catalog
         self._span = span  # the chain's iids, for making every leg column-wise in one go
@@ -124,7 +124,7 @@ class OptionChainRows(Sequence[OptionChainRow]):
     def _row(self, i: int) -> OptionChainRow:
         row = self._made[i]
         if row is None:
-            call, put, by_iid = self._calls[i], self._puts[i], self._catalog.by_iid
+            call, put, by_iid = self._calls.item(i), self._puts.item(i), self._catalog.by_iid
             row = OptionChainRow(
                 (self._strikes[i], by_iid(call) if call >= 0 else None, by_iid(put) if put >= 0 else None)
             )
@@ -219,7 +219,8 @@ class InstrumentCatalog:
         self._exchanges, self._exchange_codes = _codes(frame.get_column("exchange"))
         self._by_token: dict[str, dict[str, int]] = {exchange: {} for exchange in self._exchanges}
         self._by_symbol: dict[str, dict[str, int]] = {exchange: {} for exchange in self._exchanges}
-        iids = list(range(n))
+        # one int object per iid, shared by both lookup dicts and the Instruments
+        self._iids = iids = list(range(n))
         runs = _runs(self._exchange_codes, frame.get_column("kind").to_numpy())
         for start, stop in runs:
             exchange = self._exchanges[self._exchange_codes.item(start)]
@@ -239,14 +240,17 @@ class InstrumentCatalog:
         # Everything else an Instrument is made of, one packed record per iid: making one on its
         # first look-up reads one cache line, not a line from each of nine column arrays.
         rows = np.empty(n, dtype=_ROW)
-        rows["exchange"] = self._exchange_codes
-        rows["name"] = name_codes
-        rows["instrument_type"] = type_codes
-        rows["expiry"] = frame.get_column("expiry").cast(pl.Int32).fill_null(_NO_DATE).to_numpy()
-        rows["strike"] = frame.get_column("strike").fill_null(_NO_STRIKE).to_numpy()
-        rows["option_type"] = option_type_codes
-        for column in ("lot_size", "tick_size", "price_scale"):
-            rows[column] = frame.get_column(column).to_numpy()
+        columns = {
+            "exchange": self._exchange_codes,
+            "name": name_codes,
+            "instrument_type": type_codes,
+            "expiry": frame.get_column("expiry").cast(pl.Int32).fill_null(_NO_DATE).to_numpy(),
+            "strike": frame.get_column("strike").fill_null(_NO_STRIKE).to_numpy(),
+            "option_type": option_type_codes,
+            **{c: frame.get_column(c).to_numpy() for c in ("lot_size", "tick_size", "price_scale")},
+        }
+        for field, values in columns.items():
+            rows[field] = _narrowed(values, _ROW[field], field)
         self._rows = rows
         self._name_codes = rows["name"]
         self._expiry_days = rows["expiry"]
@@ -409,7 +413,7 @@ class InstrumentCatalog:
         made = self._made
         rows = self._rows[start:stop]
         columns = zip(
-            range(start, stop),
+            self._iids[start:stop],
             self._tokens[start:stop],
             self._symbols[start:stop],
             *(rows[field].tolist() for field in _ROW_FIELDS),  # a list per field beats a tuple per row
@@ -521,7 +525,7 @@ class InstrumentCatalog:
         call_iids = np.where(first_is_call, iids, -1)
         put_iids = np.where(paired[firsts], iids + 1, np.where(first_is_call, -1, iids))
         row_strikes = strikes[firsts].tolist()
-        rows = OptionChainRows(self, span, row_strikes, call_iids.tolist(), put_iids.tolist())
+        rows = OptionChainRows(self, span, row_strikes, call_iids, put_iids)
         chain = OptionChain(exchange, underlying, expiry, tuple(row_strikes), rows)
         self._chain_cache[cache_key] = chain
         return chain
@@ -613,6 +617,14 @@ def _runs(*codes: np.ndarray) -> list[tuple[int, int]]:
     starts = np.flatnonzero(changes).tolist()
     bounds = [0, *starts, n]
     return list(itertools.pairwise(bounds))
+
+
+def _narrowed(values: np.ndarray, dtype: np.dtype[Any], field: str) -> np.ndarray:
+    """`values` as `dtype`, refusing a value the narrower type would silently wrap."""
+    limits = np.iinfo(dtype)
+    if values.size and (values.min() < limits.min or values.max() > limits.max):
+        raise ShardlineError(f"catalog: a {field} outside {limits.min}..{limits.max} cannot be indexed")
+    return values.astype(dtype, copy=False)
 
 
 def _codes(column: pl.Series) -> tuple[list[str], np.ndarray]:
