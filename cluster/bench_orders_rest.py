@@ -684,13 +684,18 @@ def book_view(book: str) -> dict[str, Any]:
 
 
 def settled_view(book: str, timeout_s: float = 30.0) -> dict[str, Any]:
-    """`book_view` once the journal and the venue agree on every order's fills (or at the deadline):
+    """`book_view` once every journaled order has reached the venue (or was refused) and the two
+    agree on every order's fills, or at the deadline: an order is journaled before it is sent, and
     fills reach the execution actor a moment after the venue books them."""
     deadline = time.monotonic() + timeout_s
     while True:
         view = book_view(book)
         venue = {_field(o, "client_order_id"): o for o in view["venue_orders"]}
-        agreed = all(
+        on_its_way = any(
+            _field(o, "client_order_id") not in venue and _status(o) != "REJECTED"
+            for o in view["execution_orders"]
+        )
+        agreed = not on_its_way and all(
             int(_field(o, "filled_quantity", 0)) == int(_field(venue[c], "filled_quantity", 0))
             and (_status(o) == _status(venue[c]) or _status(venue[c]) not in TERMINAL)
             for c, o in ((_field(o, "client_order_id"), o) for o in view["execution_orders"])
