@@ -23,7 +23,7 @@ replicas resolve it with their own catalog (the same file gives the same iids). 
 listed in ``docs/api.md``.
 
 The hub actor also listens, so the trading actors need not know about the terminal: it registers
-itself with the execution actor (``on_order_update``) and the router (``on_quotes``), refreshes
+itself with the execution actor (``on_order_updates``) and the router (``on_quotes``), refreshes
 positions from the portfolio after fills, follows the deployments actor, and turns the supervisor's
 health board into alerts.
 """
@@ -220,16 +220,27 @@ class HubActor:
     # The trading actors call these ------------------------------------------------------------
 
     async def on_order_update(self, update: Any) -> None:
-        """From the execution actor, for every book's orders (fire-and-forget calls, so they may
-        arrive out of order: an order never goes back from finished, nor its filled quantity down)."""
-        data = order_update_data(update)
-        current = self._hub.get("orders", data["client_order_id"]) or {}
-        if current.get("status") in TERMINAL_STATUSES and data["status"] not in TERMINAL_STATUSES:
-            return
-        if data.get("filled_quantity", 0) < current.get("filled_quantity", 0):
-            return
-        await self.publish([("orders", data["client_order_id"], data)])
-        if update.fill is not None or update.filled_quantity:
+        await self.on_order_updates([update])
+
+    async def on_order_updates(self, updates: list[Any]) -> None:
+        """From the execution actor, for every book's orders, in order. The calls are sent without
+        waiting, so they may arrive out of order: an order never goes back from finished, nor its
+        filled quantity down."""
+        latest: dict[str, dict[str, Any]] = {}
+        filled = False
+        for update in updates:
+            data = order_update_data(update)
+            client_order_id = data["client_order_id"]
+            current = latest.get(client_order_id) or self._hub.get("orders", client_order_id) or {}
+            if current.get("status") in TERMINAL_STATUSES and data["status"] not in TERMINAL_STATUSES:
+                continue
+            if data.get("filled_quantity", 0) < current.get("filled_quantity", 0):
+                continue
+            latest[client_order_id] = data
+            filled = filled or update.fill is not None or bool(update.filled_quantity)
+        if latest:
+            await self.publish([("orders", coid, data) for coid, data in latest.items()])
+        if filled:
             self._refresh_positions_soon()
 
     async def on_quotes(self, quotes: Any) -> None:

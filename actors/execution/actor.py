@@ -11,8 +11,10 @@ every change (`set_entry_halts`): the GTT legs and bracket entries it places its
 pass through here, are then held to the same switches.
 
 Order updates go to the actors registered for the order's book (`register_book`, which shards
-call on every start) through their `on_order_update(update)`, and to actors registered for every
-book (`register_listener(name)`, e.g. the terminal's hub).
+call on every start) through their `on_order_updates(updates)`, and to actors registered for every
+book (`register_listener(name)`, e.g. the terminal's hub). The updates made in one turn of the
+event loop go to each subscriber in one call, in the order they were made: a Ray call costs the
+sender far more than an update does.
 
 `PaperVenueActor` is a stand-in paper venue (fills against quotes it is given) with the venue
 protocol `ActorVenue` speaks; it pushes its reports to the execution actor.
@@ -113,6 +115,7 @@ class ExecutionActor:
         # Updates waiting for their subscriber to be found (e.g. a shard still starting).
         self._outboxes: dict[str, deque[OrderUpdate]] = {}
         self._retrying: set[str] = set()
+        self._flush_due: set[str] = set()  # subscribers with a send queued for this loop turn
         self._outbox_dropped = 0
         replayed = self._engine.restore()
         self._halting_venue = self._entry_halting_venue(self._venue)
@@ -167,12 +170,12 @@ class ExecutionActor:
     # -- who hears about orders --------------------------------------------------------------
 
     async def register_book(self, book: str, actor_name: str) -> bool:
-        """Push `book`'s order updates to `actor_name.on_order_update(update)` (kept across restarts)."""
+        """Push `book`'s order updates to `actor_name.on_order_updates(updates)` (kept across restarts)."""
         self._handles.pop(actor_name, None)  # look it up afresh
         return self._engine.subscribe(actor_name, book)
 
     async def register_listener(self, actor_name: str) -> bool:
-        """Push every book's order updates to `actor_name.on_order_update(update)` (the terminal's hook)."""
+        """Push every book's order updates to `actor_name.on_order_updates(updates)` (the terminal's hook)."""
         self._handles.pop(actor_name, None)
         return self._engine.subscribe(actor_name, None)
 
@@ -271,10 +274,14 @@ class ExecutionActor:
             if len(outbox) == outbox.maxlen:
                 self._outbox_dropped += 1
             outbox.append(update)
-            self._flush(name)
+            if name not in self._flush_due:
+                self._flush_due.add(name)
+                asyncio.get_running_loop().call_soon(self._flush, name)
 
     def _flush(self, name: str) -> None:
-        """Send `name` its queued updates, in order; if it cannot be found yet, try again shortly."""
+        """Send `name` its queued updates in one call, in order; if it cannot be found yet, try
+        again shortly."""
+        self._flush_due.discard(name)
         outbox = self._outboxes[name]
         handle = self._handles.get(name)
         if handle is None:
@@ -285,8 +292,9 @@ class ExecutionActor:
                     self._retrying.add(name)
                     asyncio.get_running_loop().call_later(0.2, self._retry_flush, name)
                 return
-        while outbox:
-            handle.on_order_update.remote(outbox.popleft())  # fire and forget: a slow book never holds us
+        if outbox:
+            handle.on_order_updates.remote(list(outbox))  # fire and forget: a slow book never holds us
+            outbox.clear()
 
     def _retry_flush(self, name: str) -> None:
         self._retrying.discard(name)

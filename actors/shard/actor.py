@@ -172,6 +172,10 @@ class StrategyShardActor:
     async def on_order_update(self, update: OrderUpdate) -> bool:
         return await asyncio.wrap_future(self._shard.on_order_update(update))
 
+    async def on_order_updates(self, updates: list[OrderUpdate]) -> int:
+        """The execution actor's updates, in order; how many were this shard's orders."""
+        return await asyncio.wrap_future(self._shard.on_order_updates(updates))
+
     async def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = await asyncio.wrap_future(self._shard.stats_future())
         # The supervisor tells restarts by a new pid, and shows where each shard runs.

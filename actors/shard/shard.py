@@ -442,6 +442,10 @@ class StrategyShard:
         """Apply an update pushed by the execution actor; the future gives whether it was ours."""
         return self._thread.call(self._apply_update, update)
 
+    def on_order_updates(self, updates: list[OrderUpdate]) -> concurrent.futures.Future[int]:
+        """Apply updates in order, in one call on the node's loop; the future gives how many were ours."""
+        return self._thread.call(lambda: sum(self._apply_update(u) for u in updates))
+
     def _apply_update(self, update: OrderUpdate) -> bool:
         if self._exec_client is None or self._state == STOPPED:
             return False

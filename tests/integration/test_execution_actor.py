@@ -30,9 +30,9 @@ class Book:
         self.updates: list[OrderUpdate] = []
         ray.get(ray.get_actor(execution, namespace=NAMESPACE).register_book.remote(book, name))
 
-    def on_order_update(self, update: OrderUpdate) -> bool:
-        self.updates.append(update)
-        return True
+    def on_order_updates(self, updates: list[OrderUpdate]) -> int:
+        self.updates.extend(updates)
+        return len(updates)
 
     def seen(self) -> list[tuple[str, str]]:
         return [(u.client_order_id, u.status.value) for u in self.updates]

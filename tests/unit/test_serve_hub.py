@@ -184,3 +184,29 @@ async def test_order_updates_never_go_back_from_finished() -> None:
     await actor.on_order_update(update(OrderStatus.PARTIALLY_FILLED, 2))
     _, state = await actor.poll(0, timeout_s=0)
     assert [(u.data["status"], u.data["filled_quantity"]) for u in state] == [("FILLED", 5)]
+
+
+async def test_a_batch_of_order_updates_publishes_each_order_once_at_its_latest_state() -> None:
+    from actors.orders import OrderStatus, OrderUpdate
+
+    def update(coid: str, status: OrderStatus, filled: int) -> OrderUpdate:
+        return OrderUpdate(
+            client_order_id=coid, venue_order_id="v", book="manual", instrument="NSE:3045", status=status,
+            filled_quantity=filled,
+        )  # fmt: skip
+
+    actor = HubActor()
+    await actor.on_order_updates(
+        [
+            update("a", OrderStatus.OPEN, 0),
+            update("b", OrderStatus.OPEN, 0),
+            update("a", OrderStatus.PARTIALLY_FILLED, 2),
+            update("a", OrderStatus.FILLED, 5),
+            update("a", OrderStatus.PARTIALLY_FILLED, 3),  # older than what came before it
+            update("b", OrderStatus.CANCELLED, 0),
+        ]
+    )
+    seq, state = await actor.poll(0, timeout_s=0)
+    assert seq == 2  # one change per order: the states in between were never published
+    latest = {u.key: (u.data["status"], u.data["filled_quantity"]) for u in state if u.channel == "orders"}
+    assert latest == {"a": ("FILLED", 5), "b": ("CANCELLED", 0)}

@@ -313,8 +313,8 @@ def test_updates_become_nautilus_events(
     feed(shard, live_ticks(30))
     wait_for(lambda: len(gateway.requests) == 1, what="the order")
     coid = gateway.requests[0].client_order_id
-    for status, fields in updates:
-        shard.on_order_update(update(coid, status, **fields)).result(5)
+    batch = [update(coid, status, **fields) for status, fields in updates]
+    assert shard.on_order_updates(batch).result(5) == len(batch)  # as the execution actor sends them
     wait_for(lambda: len(order_events(shard)) == len(events), what=f"events {events}")
     assert order_events(shard) == events
 
