@@ -214,9 +214,14 @@ class ExecutionActor:
 
     async def on_venue_event(self, event: VenueEvent | OrderUpdate) -> None:
         """A fill or status change pushed by a venue actor (a bare `OrderUpdate` is accepted too)."""
-        converted = event_from_update(event) if isinstance(event, OrderUpdate) else event
-        if converted is not None:
-            self._engine.on_venue_event(converted)
+        await self.on_venue_events([event])
+
+    async def on_venue_events(self, events: list[VenueEvent | OrderUpdate]) -> None:
+        """Fills and status changes a venue actor pushes together, in the order they happened."""
+        for event in events:
+            converted = event_from_update(event) if isinstance(event, OrderUpdate) else event
+            if converted is not None:
+                self._engine.on_venue_event(converted)
 
     async def reconcile(self) -> int:
         """Ask the venue about every working order now; returns how many were settled."""

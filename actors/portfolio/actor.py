@@ -6,7 +6,7 @@ fresh portfolio, so Ray can restart it at will (`max_restarts=-1` where the topo
 
 - Orders from the execution actor arrive as `submit`/`modify`/`cancel`/`find` (the interface of
   `actors.execution.venue.ActorVenue`); their fills and status changes go back to the execution
-  actor's `on_venue_event`, which owns those orders' lives.
+  actor's `on_venue_events`, which owns those orders' lives.
 - Orders the venue places itself (GTT triggers, bracket legs, square-offs, expiry settlements) are
   unknown to the execution actor: their updates and the positions they move go to the terminal's
   hub instead.
@@ -516,8 +516,7 @@ class PaperPortfolioActor:
             if execution is None:  # restarting: its reconciliation asks `find` for what it missed
                 self.counters["undelivered"] += len(client)
             else:
-                for update in client:
-                    execution.on_venue_event.remote(update)
+                execution.on_venue_events.remote(client)  # one call: a Ray call costs more than an event
                 self.counters["delivered"] += len(client)
         if own and self._publish:
             self._publish_updates(own)
