@@ -46,7 +46,7 @@ from actors.execution.venue import (
     event_from_update,
 )
 from actors.journal.journal import open_journal
-from actors.orders import OrderRequest, OrderUpdate
+from actors.orders import Fill, OrderRequest, OrderUpdate
 from cluster.config import Mode, Secrets, ShardlineConfig
 from cluster.metrics import classify_reject_reason, rate_limit_counters
 from cluster.topology import EXECUTION, NAMESPACE, PORTFOLIO
@@ -222,6 +222,11 @@ class ExecutionActor:
             converted = event_from_update(event) if isinstance(event, OrderUpdate) else event
             if converted is not None:
                 self._engine.on_venue_event(converted)
+
+    async def on_venue_own_fills(self, fills: list[Fill]) -> int:
+        """Fills of orders the venue placed itself (GTT and bracket legs, square-offs), for risk;
+        returns how many were new."""
+        return sum(self._engine.on_venue_own_fill(fill) for fill in fills)
 
     async def reconcile(self) -> int:
         """Ask the venue about every working order now; returns how many were settled."""

@@ -45,6 +45,7 @@ from actors.execution.records import (
     OrderSent,
     OrderTriggered,
     Record,
+    VenueOwnFill,
 )
 from actors.execution.risk import Exposure, KillSwitch, PreTradeRisk, RiskState
 from actors.execution.venue import Venue, VenueAck, VenueEvent, VenueOrderEvent, VenueOrderState
@@ -140,6 +141,7 @@ class ExecutionEngine:
         # Actor names that get order updates, by book (None: every book); journaled, so they
         # survive a restart of the actor that holds this engine.
         self.subscribers: dict[str | None, set[str]] = defaultdict(set)
+        self._venue_own_trades: set[str] = set()  # trade ids of the venue's own orders, booked once
         venue.attach(self.on_venue_event)
 
     def add_listener(self, listener: UpdateListener) -> None:
@@ -424,6 +426,22 @@ class ExecutionEngine:
         else:
             self._on_status(order, event)
 
+    def on_venue_own_fill(self, fill: Fill) -> bool:
+        """A fill of an order the venue placed itself (GTT leg, bracket leg, square-off, expiry):
+        journaled and booked into the book's risk position, P&L and charges, once per trade id.
+
+        Such orders never pass through here, but what they fill moves the position that the
+        limits, the loss switches and "only orders that reduce a position" are judged on.
+        Returns False for a trade already booked (or a client order id of ours: those come as
+        `on_venue_event`).
+        """
+        if fill.trade_id in self._venue_own_trades or fill.client_order_id in self._orders:
+            self.stats.duplicate_fills += 1
+            return False
+        self._record_fact(VenueOwnFill(ts_ns=self._clock(), fill=fill))
+        self._check_loss_limits()
+        return True
+
     def _on_fill(self, order: OrderStateMachine, fill: Fill) -> None:
         if fill.trade_id in order.trade_ids:
             self.stats.duplicate_fills += 1
@@ -551,6 +569,10 @@ class ExecutionEngine:
             return
         if isinstance(record, ListenerRegistered):
             self.subscribers[record.book].add(record.actor_name)
+            return
+        if isinstance(record, VenueOwnFill):
+            self._venue_own_trades.add(record.fill.trade_id)
+            self.risk.on_fill(record.fill)
             return
         if isinstance(record, OrderFilled):
             order = self._orders[record.fill.client_order_id]

@@ -91,6 +91,13 @@ class HoldingsSet(ExecutionRecord, tag="holdings", frozen=True):
     quantity: int
 
 
+class VenueOwnFill(ExecutionRecord, tag="venue_own_fill", frozen=True):
+    """A fill of an order the venue placed itself (a GTT leg, a bracket leg, a square-off): no
+    order of ours, but it moves the book's position, P&L and charges all the same."""
+
+    fill: Fill
+
+
 class ListenerRegistered(ExecutionRecord, tag="listener", frozen=True):
     """An actor that gets order updates: of one book, or of every book (`book` None)."""
 
@@ -112,5 +119,6 @@ Record = (
     | OrderModified
     | KillSwitchSet
     | HoldingsSet
+    | VenueOwnFill
     | ListenerRegistered
 )

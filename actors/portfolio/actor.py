@@ -9,7 +9,7 @@ fresh portfolio, so Ray can restart it at will (`max_restarts=-1` where the topo
   actor's `on_venue_events`, which owns those orders' lives.
 - Orders the venue places itself (GTT triggers, bracket legs, square-offs, expiry settlements) are
   unknown to the execution actor: their updates and the positions they move go to the terminal's
-  hub instead.
+  hub, and their fills to the execution actor's `on_venue_own_fills` for its risk positions.
 - Quotes are pushed by the router (`on_quotes`, at the router's bounded rate), given directly
   (`on_market`), or pulled from the router's `latest_quotes` for the instruments that matter
   (`start_quote_pump`, at a bounded rate).
@@ -518,6 +518,16 @@ class PaperPortfolioActor:
             else:
                 execution.on_venue_events.remote(client)  # one call: a Ray call costs more than an event
                 self.counters["delivered"] += len(client)
+        own_fills = [e.fill for e in own if e.fill is not None]
+        if own_fills:
+            # Not the execution actor's orders, but their fills move the positions its risk checks
+            # judge; it books each trade id once.
+            execution = self._execution_handle()
+            if execution is None:
+                self.counters["undelivered"] += len(own_fills)
+            else:
+                execution.on_venue_own_fills.remote(own_fills)
+                self.counters["delivered"] += len(own_fills)
         if own and self._publish:
             self._publish_updates(own)
 

@@ -12,6 +12,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -140,6 +141,38 @@ def test_a_gtt_that_triggers_while_the_switch_is_engaged_is_rejected(desk: Desk)
     desk.market(83_000)
     fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == again.gtt_id)
     assert desk.portfolio("order", fired.order_id).status is OrderStatus.FILLED
+
+
+def test_fills_of_the_portfolios_own_orders_reach_the_execution_actors_risk(desk: Desk) -> None:
+    from cluster.bench_orders_rest import execution_net_positions
+
+    rule = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "INTRADAY", [(82_000, 82_100)])
+    desk.market(82_000)
+    fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == rule.gtt_id)
+    assert desk.portfolio("order", fired.order_id).status is OrderStatus.FILLED
+
+    def risk_position() -> dict[str, int]:
+        return execution_net_positions(desk.execution("risk_state"), "manual")
+
+    desk.wait_until(lambda: risk_position() == {SBIN.key: 10}, 30, "the GTT fill in the execution's risk")
+    # With the switch engaged, selling what the GTT bought only reduces a position: it goes.
+    desk.execution("kill_switch", "manual", True, "desk closed")
+    exit_order = desk.execution("submit", _market("exit-1", "SELL", 10))
+    assert exit_order.status is not OrderStatus.REJECTED, exit_order.reason
+    desk.wait_until(lambda: risk_position() == {}, 30, "the exit in the execution's risk")  # flat
+    desk.restart(desk.execution_actor)  # each fill booked once, from its journal
+    assert risk_position() == {}
+    realized = desk.execution("risk_state").books["manual"].realized_pnl
+    assert realized == Decimal("-1.00")  # 10 bought at 820.05 (the ask), sold at 819.95 (the bid)
+
+
+def _market(client_order_id: str, side: str, quantity: int) -> Any:
+    from actors.orders import OrderRequest, OrderType, Product, Side
+
+    return OrderRequest(
+        client_order_id=client_order_id, book="manual", instrument=SBIN.key, side=Side(side),
+        quantity=quantity, order_type=OrderType.MARKET, product=Product.INTRADAY,
+    )  # fmt: skip
 
 
 def test_a_restarted_execution_actor_brings_the_portfolio_to_its_switches(desk: Desk) -> None:

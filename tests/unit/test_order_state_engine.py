@@ -18,6 +18,7 @@ from actors.execution.records import (
     OrderFilled,
     OrderSent,
     Record,
+    VenueOwnFill,
 )
 from actors.execution.risk import PreTradeRisk
 from actors.execution.venue import (
@@ -337,3 +338,41 @@ async def test_listeners_that_fail_do_not_break_the_engine(h: Harness) -> None:
     h.engine.add_listener(broken)
     update = await h.engine.submit(order("a"))
     assert update.status is S.OPEN
+
+
+async def test_a_fill_of_the_venues_own_order_moves_the_books_risk_position_once(h: Harness) -> None:
+    # A GTT leg the venue placed itself bought 10 SBIN at 800.00 for the manual book.
+    own = Fill(
+        client_order_id="GTT-1-L1", venue_order_id="PV9", trade_id="PT9", book="manual", instrument=SBIN,
+        side=Side.BUY, quantity=10, price=80_000, product=Product.INTRADAY, ts_ns=5, commission=120,
+    )  # fmt: skip
+    assert h.engine.on_venue_own_fill(own)
+    assert not h.engine.on_venue_own_fill(own)  # delivered twice: booked once
+    assert h.engine.risk.book_pnl("manual") == (0, 0, 120)
+    # The position it made is one that a sell of 10 only reduces: that passes an engaged switch.
+    await h.engine.set_kill_switch("manual", True, "drawdown")
+    assert h.engine.risk.reduces_position(order("x", side=Side.SELL, quantity=10))
+    assert not h.engine.risk.reduces_position(order("y", side=Side.SELL, quantity=11))
+    exit_order = await h.engine.submit(order("exit", side=Side.SELL, quantity=10))
+    assert exit_order.status is not S.REJECTED
+    # Journaled: a restarted engine knows the position, and the trade id, as before.
+    await settle()
+    state = h.engine.risk_state()
+    engine = h.reopen()
+    assert engine.risk_state() == state
+    assert not engine.on_venue_own_fill(own)
+    assert [type(r) for r in h.records()].count(VenueOwnFill) == 1
+
+
+async def test_an_own_fill_with_a_client_order_id_of_ours_is_not_booked_twice(h: Harness) -> None:
+    await h.engine.submit(order("a"))
+    await settle()
+    ours = h.engine.order("a")
+    assert ours is not None and ours.status is S.FILLED
+    fill = Fill(
+        client_order_id="a", venue_order_id="P1", trade_id="other", book="manual", instrument=SBIN,
+        side=Side.BUY, quantity=10, price=80_005, product=Product.INTRADAY, ts_ns=6,
+    )  # fmt: skip
+    assert not h.engine.on_venue_own_fill(fill)
+    assert h.engine.risk.reduces_position(order("s", side=Side.SELL, quantity=10))
+    assert not h.engine.risk.reduces_position(order("s2", side=Side.SELL, quantity=11))
