@@ -572,3 +572,24 @@ async def test_websocket_from_a_foreign_origin_is_refused(
     client, hello = await connect(terminal, tokens["viewer"]["access_token"], origin="http://allowed.example")
     assert hello["type"] == "authenticated"
     await client.ws.close()
+
+
+async def test_the_ui_bench_clients_acknowledge_and_time_every_update(
+    terminal: dict[str, Any], tokens: dict[str, dict[str, Any]]
+) -> None:
+    from serve.bench import ClientLoad, QuotePublisher
+    from serve.websocket import ACK_WINDOW
+
+    load = ClientLoad(terminal["ws"], tokens["viewer"]["access_token"], [["quote:NSE:3045"]] * 2)
+    quotes = QuotePublisher(publisher(), ["NSE:3045"], rate_hz=WS_RATE)
+    quotes.start()
+    try:
+        await load.run(warmup_s=0.5, seconds=5.0)
+    finally:
+        quotes.stopping.set()
+        quotes.join(timeout=10)
+    assert load.connected == 2 and load.errors == []
+    # Unacknowledged, a client gets ACK_WINDOW frames and then nothing: both kept receiving.
+    assert load.updates > 2 * ACK_WINDOW and load.frames > 2 * ACK_WINDOW
+    assert len(load.lags_ms) == load.updates
+    assert min(load.lags_ms) >= 0  # stamped by the publisher before it left
