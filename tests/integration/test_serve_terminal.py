@@ -229,8 +229,8 @@ def test_bad_orders_are_422_with_field_and_reason(
 async def test_order_routes_are_rate_limited_per_user(
     terminal: dict[str, Any], tokens: dict[str, dict[str, Any]]
 ) -> None:
-    # Each replica limits on its own and the proxy spreads requests over two: send more than both
-    # buckets hold, all at once.
+    # Each replica limits on its own, and the proxy may spread the requests over both or send
+    # nearly all to one: send more than both buckets hold, all at once.
     order = {"instrument": "NSE:3045", "side": "BUY", "quantity": 1, "client_order_id": "rate-test"}
     async with httpx.AsyncClient(base_url=terminal["url"], timeout=30) as http:
         responses = await asyncio.gather(
@@ -238,7 +238,7 @@ async def test_order_routes_are_rate_limited_per_user(
         )
         limited = [r for r in responses if r.status_code == 429]
         assert limited, [r.status_code for r in responses]
-        assert len(limited) <= 60 - 2 * ORDER_RATE
+        assert len(limited) <= 60 - ORDER_RATE  # at least one replica's full bucket went through
         assert int(limited[0].headers["retry-after"]) >= 1
         assert "order rate limit of 10/s reached for trader" in limited[0].json()["message"]
         # Another user has buckets of their own.
