@@ -78,7 +78,7 @@ class OptionChainRows(Sequence[OptionChainRow]):
         self,
         catalog: InstrumentCatalog,
         span: tuple[int, int],
-        strikes: list[int],
+        strikes: tuple[int, ...],
         calls: np.ndarray,
         puts: np.ndarray,
     ) -> None:
@@ -524,9 +524,9 @@ class InstrumentCatalog:
         iids = firsts + start
         call_iids = np.where(first_is_call, iids, -1)
         put_iids = np.where(paired[firsts], iids + 1, np.where(first_is_call, -1, iids))
-        row_strikes = strikes[firsts].tolist()
+        row_strikes = tuple(strikes[firsts].tolist())
         rows = OptionChainRows(self, span, row_strikes, call_iids, put_iids)
-        chain = OptionChain(exchange, underlying, expiry, tuple(row_strikes), rows)
+        chain = OptionChain(exchange, underlying, expiry, row_strikes, rows)
         self._chain_cache[cache_key] = chain
         return chain
 

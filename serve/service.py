@@ -341,6 +341,25 @@ def new_client_order_id() -> str:
     return "t" + uuid.uuid4().hex[:19]
 
 
+def _order_to_vet(
+    body: schemas.GttCreateRequest | schemas.BracketRequest,
+    instrument: str,
+    order_type: OrderType,
+    price: int,
+) -> OrderRequest:
+    """The order a GTT rule or bracket will place later, as pre-trade risk judges it now."""
+    return OrderRequest(
+        client_order_id=new_client_order_id(),
+        book=body.book,
+        instrument=instrument,
+        side=body.side,
+        quantity=body.quantity,
+        order_type=order_type,
+        product=body.product,
+        price=price,
+    )
+
+
 class TerminalService:
     """Everything the terminal can do, as coroutines returning API-shaped (rupee) data.
 
@@ -617,17 +636,7 @@ class TerminalService:
                 )
             )
         # The leg's order is placed later, by the portfolio: vetted now as the LIMIT it will be.
-        first_leg = OrderRequest(
-            client_order_id=new_client_order_id(),
-            book=body.book,
-            instrument=view.key,
-            side=body.side,
-            quantity=body.quantity,
-            order_type=OrderType.LIMIT,
-            product=body.product,
-            price=legs[0][1],
-        )
-        await self._vet("GTT", first_leg, deferred=True)
+        await self._vet("GTT", _order_to_vet(body, view.key, OrderType.LIMIT, legs[0][1]), deferred=True)
         result = await self.actors.call(
             PORTFOLIO, "gtt_create", body.book, view.key, body.side, body.quantity, body.product, legs
         )
@@ -666,16 +675,7 @@ class TerminalService:
     async def bracket_place(self, user: User, body: schemas.BracketRequest) -> dict[str, Any]:
         view = self.catalog.get(body.instrument)
         check_lots(body.quantity, view)
-        entry = OrderRequest(
-            client_order_id=new_client_order_id(),
-            book=body.book,
-            instrument=view.key,
-            side=body.side,
-            quantity=body.quantity,
-            order_type=body.entry_type,
-            product=body.product,
-            price=to_minor(body.price, view, "price"),
-        )
+        entry = _order_to_vet(body, view.key, body.entry_type, to_minor(body.price, view, "price"))
         await self._vet("bracket", entry)
         result = await self.actors.call(
             PORTFOLIO,

@@ -787,7 +787,7 @@ class ExecutionEngine:
         for listener in self._kill_switch_listeners:
             try:
                 listener(engaged)
-            except Exception:
+            except Exception:  # the switch is journaled and in force; a listener's failure must not undo that
                 log.exception("kill switch listener failed")
 
     def _notify(self, update: OrderUpdate) -> OrderUpdate:

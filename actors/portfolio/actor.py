@@ -509,27 +509,29 @@ class PaperPortfolioActor:
         events = self._portfolio.drain_events()
         if not events:
             return
-        client = [e for e in events if self._portfolio.order_role(e.client_order_id) is OrderRole.CLIENT]
-        own = [e for e in events if self._portfolio.order_role(e.client_order_id) is not OrderRole.CLIENT]
-        if client:
-            execution = self._execution_handle()
-            if execution is None:  # restarting: its reconciliation asks `find` for what it missed
-                self.counters["undelivered"] += len(client)
-            else:
-                execution.on_venue_events.remote(client)  # one call: a Ray call costs more than an event
-                self.counters["delivered"] += len(client)
-        own_fills = [e.fill for e in own if e.fill is not None]
-        if own_fills:
-            # Not the execution actor's orders, but their fills move the positions its risk checks
-            # judge; it books each trade id once.
-            execution = self._execution_handle()
-            if execution is None:
-                self.counters["undelivered"] += len(own_fills)
-            else:
-                execution.on_venue_own_fills.remote(own_fills)
-                self.counters["delivered"] += len(own_fills)
+        client: list[OrderUpdate] = []
+        own: list[OrderUpdate] = []
+        for event in events:
+            ours = self._portfolio.order_role(event.client_order_id) is OrderRole.CLIENT
+            (client if ours else own).append(event)
+        # Its own orders' updates, in one call: a Ray call costs more than an event. A restarting
+        # execution actor asks `find` for what it missed.
+        self._to_execution("on_venue_events", client)
+        # Not the execution actor's orders, but their fills move the positions its risk checks
+        # judge; it books each trade id once.
+        self._to_execution("on_venue_own_fills", [e.fill for e in own if e.fill is not None])
         if own and self._publish:
             self._publish_updates(own)
+
+    def _to_execution(self, method: str, items: list[Any]) -> None:
+        if not items:
+            return
+        execution = self._execution_handle()
+        if execution is None:
+            self.counters["undelivered"] += len(items)
+            return
+        getattr(execution, method).remote(items)
+        self.counters["delivered"] += len(items)
 
     def _execution_handle(self) -> Any:
         now = time.monotonic_ns()
