@@ -105,7 +105,14 @@ def _cold(path: str, cache_dir: str) -> dict[str, Any]:
     }
 
 
-def _warm(path: str, cache_dir: str, seed: int) -> dict[str, Any]:
+def _warm(
+    path: str,
+    cache_dir: str,
+    seed: int,
+    tokens: list[tuple[str, str]],
+    symbols: list[tuple[str, str]],
+    names: list[str],
+) -> dict[str, Any]:
     gc.collect()
     before = _rss()
     started, cpu = time.perf_counter(), time.process_time()
@@ -114,28 +121,22 @@ def _warm(path: str, cache_dir: str, seed: int) -> dict[str, Any]:
 
     rng = random.Random(seed)
     clock = time.perf_counter_ns
-    # Look-up arguments come from a sample of the file's rows, taken before timing starts and
-    # small next to the catalog, and timings go into flat arrays, so the memory figure stays the
-    # catalog's own.
-    sample = catalog.frame().sample(_SAMPLES, with_replacement=True, seed=seed)
-    exchanges = sample.get_column("exchange").to_list()
+    # Look-up arguments come from the records the parent generated and timings go into flat
+    # arrays, so that the memory figure is the catalog's own.
     token_ns = array("q")
-    for exchange, token in zip(exchanges, sample.get_column("token").to_list(), strict=True):
+    for exchange, token in tokens:
         t0 = clock()
         catalog.resolve_token(exchange, token)
         token_ns.append(clock() - t0)
-    sample = catalog.frame().sample(_SAMPLES, with_replacement=True, seed=seed + 1)
-    symbols = sample.get_column("symbol").to_list()
     symbol_ns = array("q")
-    for exchange, symbol in zip(sample.get_column("exchange").to_list(), symbols, strict=True):
+    for exchange, symbol in symbols:
         t0 = clock()
         catalog.resolve_symbol(exchange, symbol)
         symbol_ns.append(clock() - t0)
     gc.collect()
     rss_lookups = _rss() - before  # what a shard-like process that only resolves keeps
-    names = catalog.frame().get_column("name").unique().to_list()
 
-    queries = _search_queries(symbols, names, rng)
+    queries = _search_queries([symbol for _, symbol in symbols], names, rng)
     t0 = clock()
     catalog.search(queries[0], _SEARCH_LIMIT)
     search_first_s = (clock() - t0) / 1e9  # reads the index the cold load's first search kept
@@ -203,14 +204,20 @@ def run_catalog_bench(count: int, seed: int, workdir: Path) -> dict[str, Any]:
     path = workdir / f"bench-{count}-{seed}.json"
     cache_dir = workdir / "cache"
     started = time.perf_counter()
-    write_scrip_master(synthesize(count, seed), path)
+    records = synthesize(count, seed)
+    write_scrip_master(records, path)
     synth_s = time.perf_counter() - started
+    rng = random.Random(seed)
+    tokens = [(r["exch_seg"], r["token"]) for r in rng.choices(records, k=_SAMPLES)]
+    symbols = [(r["exch_seg"], r["symbol"]) for r in rng.choices(records, k=_SAMPLES)]
+    names = sorted({r["name"] for r in records})
+    del records
     shutil.rmtree(cache_dir, ignore_errors=True)  # the cold load must find no cache
     context = multiprocessing.get_context("spawn")
     with context.Pool(1) as pool:
         cold = pool.apply(_cold, (str(path), str(cache_dir)))
     with context.Pool(1) as pool:
-        warm = pool.apply(_warm, (str(path), str(cache_dir), seed))
+        warm = pool.apply(_warm, (str(path), str(cache_dir), seed, tokens, symbols, names))
     return {
         "count": count,
         "seed": seed,

@@ -9,15 +9,17 @@ objects that a shard never touches.
 from __future__ import annotations
 
 import bisect
+import collections
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import polars as pl
 
+from catalog.columns import NO_DATE, NO_STRIKE, ROW_FIELDS, CatalogColumns
 from catalog.instrument import EXCHANGES, Instrument, InstrumentKind
 from catalog.search import SearchArrays, SymbolSearch
 from cluster.errors import ShardlineError
@@ -26,25 +28,8 @@ if TYPE_CHECKING:
     from catalog.scrip import LoadReport
 
 _EPOCH = date(1970, 1, 1)
-_NO_DATE = -(2**31)  # in the int32 days-since-epoch column: no expiry
-_NO_STRIKE = -1  # strikes are positive
 _DERIVATIVE_EXCHANGE_ORDER = ("NFO", "BFO", "MCX", "CDS", "NCDEX")
-_EXCHANGE_RANK = {exchange: rank for rank, exchange in enumerate(EXCHANGES)}
-# An instrument's fields other than its strings, by iid (codes index the catalog's value lists).
-_ROW = np.dtype(
-    [
-        ("exchange", np.int8),  # codes: a handful of exchanges, instrument and option types
-        ("name", np.int32),
-        ("instrument_type", np.int8),
-        ("expiry", np.int32),
-        ("strike", np.int64),
-        ("option_type", np.int8),
-        ("lot_size", np.int32),
-        ("tick_size", np.int32),
-        ("price_scale", np.int32),
-    ]
-)
-_ROW_FIELDS: tuple[str, ...] = tuple(_ROW.fields or ())
+_INSTRUMENT_FIELDS = tuple(field for field in ROW_FIELDS if field != "kind")  # what it is made of
 
 
 class OptionChainRow(tuple[int, Instrument | None, Instrument | None]):
@@ -204,24 +189,46 @@ class InstrumentCatalog:
 
     def __init__(
         self,
-        frame: pl.DataFrame,
+        frame: pl.DataFrame | Callable[[], pl.DataFrame],
         report: LoadReport,
         search_arrays: SearchArrays | Callable[[], SearchArrays] | None = None,
+        *,
+        columns: CatalogColumns | None = None,
     ) -> None:
         self.report = report
-        self._frame = frame
-        n = frame.height
-        self._n = n
+        if isinstance(frame, pl.DataFrame):
+            self._frame: pl.DataFrame | None = frame
+            self._read_frame: Callable[[], pl.DataFrame] | None = None
+            columns = columns or CatalogColumns.from_frame(frame)
+        elif columns is None:
+            raise TypeError("a catalog over a frame read later needs its columns now")
+        else:
+            self._frame, self._read_frame = None, frame
+        self.columns = columns
         # One Python string per token and per symbol, shared by the lookup dicts and the
         # Instruments; per-exchange dicts need no "EXCH:token" strings of their own.
-        self._tokens: list[str] = frame.get_column("token").to_list()
-        self._symbols: list[str] = frame.get_column("symbol").to_list()
-        self._exchanges, self._exchange_codes = _codes(frame.get_column("exchange"))
+        self._tokens = columns.tokens
+        self._symbols = columns.symbols
+        self._exchanges = columns.exchanges
+        self._names = columns.names
+        self._types = columns.instrument_types
+        self._option_types: list[str | None] = [t or None for t in columns.option_types]
+        self._call_code = columns.option_types.index("CE") if "CE" in columns.option_types else -1
+        # Everything else an Instrument is made of, one packed record per iid: making one on its
+        # first look-up reads one cache line, not a line from each of ten column arrays.
+        self._rows = rows = columns.records()
+        self._n = n = rows.size
+        self._exchange_codes = rows["exchange"]
+        self._name_codes = rows["name"]
+        self._expiry_days = rows["expiry"]
+        self._strikes = rows["strike"]
+        self._option_type_codes = rows["option_type"]
+        self._kinds = rows["kind"]
         self._by_token: dict[str, dict[str, int]] = {exchange: {} for exchange in self._exchanges}
         self._by_symbol: dict[str, dict[str, int]] = {exchange: {} for exchange in self._exchanges}
         # one int object per iid, shared by both lookup dicts and the Instruments
         self._iids = iids = list(range(n))
-        runs = _runs(self._exchange_codes, frame.get_column("kind").to_numpy())
+        runs = _runs(self._exchange_codes, self._kinds)
         for start, stop in runs:
             exchange = self._exchanges[self._exchange_codes.item(start)]
             self._by_token[exchange].update(zip(self._tokens[start:stop], iids[start:stop], strict=True))
@@ -232,30 +239,7 @@ class InstrumentCatalog:
             by_symbol.update(
                 zip(reversed(self._symbols[start:stop]), reversed(iids[start:stop]), strict=True)
             )
-        self._names, name_codes = _codes(frame.get_column("name"))
-        self._types, type_codes = _codes(frame.get_column("instrument_type"))
-        option_types, option_type_codes = _codes(frame.get_column("option_type"))
-        self._option_types: list[str | None] = [t or None for t in option_types]
-        self._call_code = option_types.index("CE") if "CE" in option_types else -1
-        # Everything else an Instrument is made of, one packed record per iid: making one on its
-        # first look-up reads one cache line, not a line from each of nine column arrays.
-        rows = np.empty(n, dtype=_ROW)
-        columns = {
-            "exchange": self._exchange_codes,
-            "name": name_codes,
-            "instrument_type": type_codes,
-            "expiry": frame.get_column("expiry").cast(pl.Int32).fill_null(_NO_DATE).to_numpy(),
-            "strike": frame.get_column("strike").fill_null(_NO_STRIKE).to_numpy(),
-            "option_type": option_type_codes,
-            **{c: frame.get_column(c).to_numpy() for c in ("lot_size", "tick_size", "price_scale")},
-        }
-        for field, values in columns.items():
-            rows[field] = _narrowed(values, _ROW[field], field)
-        self._rows = rows
-        self._name_codes = rows["name"]
-        self._expiry_days = rows["expiry"]
-        self._strikes = rows["strike"]
-        self._option_type_codes = rows["option_type"]
+        self._spot_of = columns.spot_of
         self._made: list[Instrument | None] = [None] * n
         self._dates: dict[int, date] = {}
         self._search_arrays: SearchArrays | Callable[[], SearchArrays] | None = search_arrays
@@ -271,7 +255,7 @@ class InstrumentCatalog:
         self._future_expiries: dict[tuple[str, str], list[date]] = {}
         self._derivative_exchanges: dict[str, list[str]] = {}
         # rows run by (kind, exchange, name, expiry): each run is one chain or one future
-        kinds = self._frame.get_column("kind").to_numpy()
+        kinds = self._kinds
         first_derivative = int(np.searchsorted(kinds, int(InstrumentKind.FUTURE)))
         arrays = (kinds, self._exchange_codes, self._name_codes, self._expiry_days)
         for run_start, run_stop in _runs(*(a[first_derivative:] for a in arrays)):
@@ -292,23 +276,6 @@ class InstrumentCatalog:
                 exchanges.append(exchange)
         for exchanges in self._derivative_exchanges.values():
             exchanges.sort(key=_DERIVATIVE_EXCHANGE_ORDER.index)
-        spots = (
-            self._frame.lazy()
-            .with_row_index("iid")
-            .filter(pl.col("kind") <= int(InstrumentKind.INDEX))
-            # NSE before BSE; on NSE the EQ series before others (-BE, bonds)
-            .with_columns(
-                exchange_rank=pl.col("exchange").replace_strict(_EXCHANGE_RANK, return_dtype=pl.Int8),
-                not_eq=~pl.col("symbol").str.ends_with("-EQ"),
-            )
-            .sort("exchange_rank", "not_eq", "iid")
-            .unique("name", keep="first", maintain_order=True)
-            .select("name", "iid")
-            .collect()
-        )
-        self._spot_of: dict[str, int] = dict(
-            zip(spots.get_column("name").to_list(), spots.get_column("iid").to_list(), strict=True)
-        )
 
     # -- basic lookups --------------------------------------------------------------------------
 
@@ -388,7 +355,7 @@ class InstrumentCatalog:
 
     def _make(self, iid: int) -> Instrument:
         token = self._tokens[iid]  # IndexError past the end
-        exchange, name, itype, days, strike, option_type, lot, tick, scale = self._rows.item(iid)
+        exchange, name, itype, days, strike, option_type, lot, tick, scale, _ = self._rows.item(iid)
         instrument = Instrument(
             iid,
             self._exchanges[exchange],
@@ -396,8 +363,8 @@ class InstrumentCatalog:
             self._symbols[iid],
             self._names[name],
             self._types[itype],
-            None if days == _NO_DATE else self._date(days),
-            None if strike == _NO_STRIKE else strike,
+            None if days == NO_DATE else self._date(days),
+            None if strike == NO_STRIKE else strike,
             self._option_types[option_type],
             lot,
             tick,
@@ -416,10 +383,23 @@ class InstrumentCatalog:
             self._iids[start:stop],
             self._tokens[start:stop],
             self._symbols[start:stop],
-            *(rows[field].tolist() for field in _ROW_FIELDS),  # a list per field beats a tuple per row
+            *(rows[field].tolist() for field in _INSTRUMENT_FIELDS),  # a list per field beats a tuple per row
             strict=True,
         )
-        for iid, token, symbol, exchange, name, itype, days, strike, option_type, lot, tick, scale in columns:
+        for (
+            iid,
+            token,
+            symbol,
+            exchange,
+            name,
+            itype,
+            days,
+            strike,
+            option_type,
+            lot,
+            tick,
+            scale,
+        ) in columns:
             if made[iid] is not None:
                 continue
             made[iid] = Instrument(
@@ -429,8 +409,8 @@ class InstrumentCatalog:
                 symbol,
                 names[name],
                 types[itype],
-                None if days == _NO_DATE else date_of(days),
-                None if strike == _NO_STRIKE else strike,
+                None if days == NO_DATE else date_of(days),
+                None if strike == NO_STRIKE else strike,
                 option_types[option_type],
                 lot,
                 tick,
@@ -551,19 +531,12 @@ class InstrumentCatalog:
         """The search index, made on first use: most processes (shards) never search, and it
         costs tens of megabytes. A warm load brings its arrays from the cache."""
         if self._searcher is None:
-            cash = (
-                self._frame.lazy()
-                .with_row_index("iid")
-                .filter(pl.col("kind") <= int(InstrumentKind.INDEX))
-                .select(pl.col("name").str.to_lowercase(), pl.col("iid").cast(pl.Int64))
-                .collect()
-            )
-            cash_names = list(
-                zip(cash.get_column("name").to_list(), cash.get_column("iid").to_list(), strict=True)
-            )
+            cash = np.flatnonzero(self._kinds <= int(InstrumentKind.INDEX)).tolist()
+            names, name_codes = self._names, self._name_codes
+            cash_names = [(names[name_codes.item(iid)].lower(), iid) for iid in cash]
             arrays = self._search_arrays
             if arrays is None:
-                arrays = build_search_arrays(self._frame)
+                arrays = build_search_arrays(self.frame())
             elif callable(arrays):
                 arrays = arrays()
             self._searcher = SymbolSearch(arrays, self._symbols, cash_names)
@@ -588,21 +561,30 @@ class InstrumentCatalog:
 
     def keys(self) -> list[str]:
         """Every instrument's "EXCH:token" key, in iid order, without making `Instrument` objects."""
-        key = pl.col("exchange").cast(pl.Utf8) + ":" + pl.col("token").cast(pl.Utf8)
-        return self._frame.select(key.alias("key"))["key"].to_list()
+        exchanges = self._exchanges
+        return [
+            f"{exchanges[code]}:{token}"
+            for code, token in zip(self._exchange_codes.tolist(), self._tokens, strict=True)
+        ]
 
     def frame(self) -> pl.DataFrame:
-        """The instruments as a polars frame in iid order (columns of `catalog.scrip.FRAME_SCHEMA`)."""
+        """The instruments as a polars frame in iid order (columns of `catalog.scrip.FRAME_SCHEMA`).
+
+        A catalog from the cache reads it on the first call: most processes never need it.
+        """
+        if self._frame is None:
+            assert self._read_frame is not None  # one of the two is always set
+            self._frame = self._read_frame()
         return self._frame
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Instrument counts per exchange and instrument type."""
-        grouped = (
-            self._frame.group_by("exchange", "instrument_type").len().sort("exchange", "instrument_type")
+        pairs = collections.Counter(
+            zip(self._exchange_codes.tolist(), self._rows["instrument_type"].tolist(), strict=True)
         )
         out: dict[str, dict[str, int]] = {}
-        for exchange, itype, count in grouped.iter_rows():
-            out.setdefault(exchange, {})[itype] = count
+        for exchange, itype in sorted(pairs, key=lambda p: (self._exchanges[p[0]], self._types[p[1]])):
+            out.setdefault(self._exchanges[exchange], {})[self._types[itype]] = pairs[(exchange, itype)]
         return out
 
 
@@ -617,23 +599,6 @@ def _runs(*codes: np.ndarray) -> list[tuple[int, int]]:
     starts = np.flatnonzero(changes).tolist()
     bounds = [0, *starts, n]
     return list(itertools.pairwise(bounds))
-
-
-def _narrowed(values: np.ndarray, dtype: np.dtype[Any], field: str) -> np.ndarray:
-    """`values` as `dtype`, refusing a value the narrower type would silently wrap."""
-    limits = np.iinfo(dtype)
-    if values.size and (values.min() < limits.min or values.max() > limits.max):
-        raise ShardlineError(f"catalog: a {field} outside {limits.min}..{limits.max} cannot be indexed")
-    return values.astype(dtype, copy=False)
-
-
-def _codes(column: pl.Series) -> tuple[list[str], np.ndarray]:
-    """Distinct values and, per row, the index of its value (names repeat across a chain)."""
-    column = column.fill_null("")
-    distinct = column.unique(maintain_order=True)
-    # an Enum's physical codes index its categories; the lightest way polars has to number them
-    codes = column.cast(pl.Enum(distinct)).to_physical().cast(pl.Int32)
-    return distinct.to_list(), codes.to_numpy()
 
 
 def build_search_arrays(frame: pl.DataFrame) -> SearchArrays:

@@ -6,7 +6,10 @@
   OpenAPIScripMaster.meta.json    where and when it came from, how many records it had
   synth/synth-<count>-<seed>-<day>.json   generated masters (source: synth)
   cache/<stem>-<digest>/          columnar cache of one source file:
-      instruments.arrow             the normalised frame in iid order (Arrow IPC)
+      columns.msgpack               what the catalog indexes (`catalog.columns`), read by every
+                                    load without polars
+      instruments.arrow             the normalised frame in iid order (Arrow IPC), read only
+                                    when something asks for the frame
       report.json                   the load report of the original parse
       search/                       the search index arrays (.npy, memory-mapped), added by the
                                     first search
@@ -19,6 +22,7 @@ directory and renamed into place, so processes loading at the same time never se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -34,6 +38,7 @@ from typing import Final
 import polars as pl
 
 from catalog.catalog import InstrumentCatalog, build_search_arrays
+from catalog.columns import CatalogColumns
 from catalog.scrip import FRAME_SCHEMA, LoadReport, read_scrip_master
 from catalog.search import SearchArrays
 from cluster.errors import ShardlineError
@@ -41,8 +46,9 @@ from cluster.errors import ShardlineError
 log = logging.getLogger(__name__)
 
 # Bump when the frame layout or the search arrays change, so old cache entries are ignored.
-CACHE_FORMAT: Final = 3
+CACHE_FORMAT: Final = 4
 LAST_GOOD_NAME: Final = "OpenAPIScripMaster.json"
+_ARROW_MAGIC: Final = b"ARROW1"  # an Arrow IPC file starts and ends with it
 
 PhaseCallback = Callable[[str], None]
 
@@ -138,7 +144,7 @@ def _cache_entry(cache_dir: Path, source: Path) -> Path:
     return cache_dir / f"{source.stem}-{digest}"
 
 
-def _search_arrays_at(entry: Path, frame: pl.DataFrame) -> Callable[[], SearchArrays]:
+def _search_arrays_at(entry: Path, frame: Callable[[], pl.DataFrame]) -> Callable[[], SearchArrays]:
     """Loader for the entry's search arrays: read them, or build them from the frame and keep
     them in the entry for the next process. Runs on the first search only."""
     path = entry / "search"
@@ -151,7 +157,7 @@ def _search_arrays_at(entry: Path, frame: pl.DataFrame) -> Callable[[], SearchAr
         except Exception as err:
             log.warning("rebuilding the search index: cannot read %s: %s", path, err)
             shutil.rmtree(path, ignore_errors=True)
-        arrays = build_search_arrays(frame)
+        arrays = build_search_arrays(frame())
         if entry.is_dir():
             tmp = entry / f".search.{os.getpid()}.tmp"
             try:
@@ -167,17 +173,46 @@ def _search_arrays_at(entry: Path, frame: pl.DataFrame) -> Callable[[], SearchAr
     return load
 
 
+def _frame_reader(entry: Path) -> Callable[[], pl.DataFrame]:
+    """Reads the entry's frame once, on first call (the catalog and its search share it)."""
+
+    @functools.cache
+    def read() -> pl.DataFrame:
+        path = entry / "instruments.arrow"
+        try:
+            frame = pl.read_ipc(path)
+        except Exception as err:
+            raise ShardlineError(
+                f"catalog cache {path} is unreadable ({err}); delete {entry} and load the catalog again"
+            ) from err
+        if dict(frame.schema) != FRAME_SCHEMA:
+            raise ShardlineError(f"catalog cache {path} has unexpected columns; delete {entry}")
+        return frame
+
+    return read
+
+
+def _check_arrow_file(path: Path) -> None:
+    """Refuse a missing or truncated Arrow IPC file by its magic at both ends, without reading it."""
+    with path.open("rb") as file:
+        head = file.read(len(_ARROW_MAGIC))
+        file.seek(max(0, path.stat().st_size - len(_ARROW_MAGIC)))
+        tail = file.read()
+    if head != _ARROW_MAGIC or tail != _ARROW_MAGIC or path.stat().st_size < 2 * len(_ARROW_MAGIC):
+        raise ValueError(f"{path.name} is not a whole Arrow IPC file")
+
+
 def _read_cache(entry: Path) -> InstrumentCatalog | None:
+    """The entry's catalog, its frame left on disk; None if the entry is damaged."""
     try:
-        frame = pl.read_ipc(entry / "instruments.arrow")
+        columns = CatalogColumns.decode((entry / "columns.msgpack").read_bytes())
         report = LoadReport.from_dict(json.loads((entry / "report.json").read_text()))
+        _check_arrow_file(entry / "instruments.arrow")
     except Exception as err:  # a damaged entry is rebuilt, whatever is wrong with it
         log.warning("ignoring unreadable catalog cache %s: %s", entry, err)
         return None
-    if dict(frame.schema) != FRAME_SCHEMA:
-        log.warning("ignoring catalog cache %s: unexpected columns", entry)
-        return None
-    return InstrumentCatalog(frame, report, _search_arrays_at(entry, frame))
+    frame = _frame_reader(entry)
+    return InstrumentCatalog(frame, report, _search_arrays_at(entry, frame), columns=columns)
 
 
 def cached_catalog(
@@ -185,7 +220,7 @@ def cached_catalog(
 ) -> InstrumentCatalog:
     """A catalog over a freshly parsed `source`, kept as that file's cache entry."""
     entry = _cache_entry(cache_dir, source)
-    catalog = InstrumentCatalog(frame, report, _search_arrays_at(entry, frame))
+    catalog = InstrumentCatalog(frame, report, _search_arrays_at(entry, lambda: frame))
     _write_cache(entry, catalog)
     return catalog
 
@@ -196,6 +231,7 @@ def _write_cache(entry: Path, catalog: InstrumentCatalog) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         catalog.frame().write_ipc(tmp / "instruments.arrow", compression="lz4")  # ~10x smaller, reads faster
+        (tmp / "columns.msgpack").write_bytes(catalog.columns.encode())
         (tmp / "report.json").write_text(json.dumps(catalog.report.to_dict()))
         try:
             tmp.rename(entry)
@@ -253,7 +289,7 @@ def load_catalog(
     phase("parsing")
     frame, report = read_scrip_master(path)
     phase("indexing")
-    catalog = InstrumentCatalog(frame, report, _search_arrays_at(entry, frame) if entry else None)
+    catalog = InstrumentCatalog(frame, report, _search_arrays_at(entry, lambda: frame) if entry else None)
     if entry is not None:
         phase("writing cache")
         _write_cache(entry, catalog)

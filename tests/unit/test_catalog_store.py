@@ -11,6 +11,7 @@ import pytest
 
 from catalog.store import load_catalog
 from catalog.synth import synthesize, write_scrip_master
+from cluster.errors import ShardlineError
 
 
 @pytest.fixture
@@ -30,15 +31,36 @@ def test_warm_load_equals_cold_load(master: Path, tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     cold = load_catalog(master, cache)
     [entry] = entries(cache)
-    assert {p.name for p in entry.iterdir()} == {"instruments.arrow", "report.json"}
+    files = {"columns.msgpack", "instruments.arrow", "report.json"}
+    assert {p.name for p in entry.iterdir()} == files
     cold.search("sbin")  # the first search builds the index and keeps it for the next process
-    assert {p.name for p in entry.iterdir()} == {"instruments.arrow", "report.json", "search"}
+    assert {p.name for p in entry.iterdir()} == files | {"search"}
     warm = load_catalog(master, cache)
     assert warm.frame().equals(cold.frame())
     assert warm.report == cold.report and warm.report.skipped == {"unknown instrument type": 1}
     for query in ("sbin", "nifty", "23500ce", "q", "ce", "gold"):
         assert [i.key for i in warm.search(query, 15)] == [i.key for i in cold.search(query, 15)]
     assert list(warm.instruments) == list(cold.instruments)
+    assert warm.keys() == cold.keys() == [i.key for i in cold.instruments]
+    assert warm.counts() == cold.counts()
+    assert sum(n for by_type in cold.counts().values() for n in by_type.values()) == len(cold)
+    nifty = cold.nearest_expiry("NIFTY")
+    assert warm.option_chain("NIFTY", nifty) == cold.option_chain("NIFTY", nifty)
+    assert warm.spot("SBIN") == cold.spot("SBIN") is not None
+
+
+def test_a_warm_load_reads_the_frame_only_when_asked(master: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cold = load_catalog(master, cache)
+    cold.search("sbin")
+    [entry] = entries(cache)
+    warm = load_catalog(master, cache)
+    (entry / "instruments.arrow").unlink()  # lookups, chains and search never need it
+    sbin = warm.resolve("NSE:SBIN-EQ")
+    assert warm.get(sbin.key) == sbin == cold.resolve("NSE:SBIN-EQ")
+    assert [i.key for i in warm.search("sbin", 5)] == [i.key for i in cold.search("sbin", 5)]
+    with pytest.raises(ShardlineError, match=r"instruments\.arrow is unreadable .*delete"):
+        warm.frame()
 
 
 def test_phases_tell_cache_from_parse(master: Path, tmp_path: Path) -> None:
@@ -67,14 +89,24 @@ def test_a_changed_source_gets_a_new_entry_and_the_old_one_goes(master: Path, tm
     assert new != old
 
 
-@pytest.mark.parametrize("damaged", ["instruments.arrow", "report.json"])
+@pytest.mark.parametrize(
+    ("damaged", "truncated"),
+    [
+        ("instruments.arrow", False),
+        ("instruments.arrow", True),
+        ("columns.msgpack", False),
+        ("columns.msgpack", True),
+        ("report.json", False),
+    ],
+)
 def test_a_damaged_entry_is_rebuilt(
-    master: Path, tmp_path: Path, damaged: str, caplog: pytest.LogCaptureFixture
+    master: Path, tmp_path: Path, damaged: str, truncated: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = tmp_path / "cache"
     cold = load_catalog(master, cache)
     [entry] = entries(cache)
-    (entry / damaged).write_bytes(b"\x00garbage")
+    whole = (entry / damaged).read_bytes()
+    (entry / damaged).write_bytes(whole[: len(whole) // 2] if truncated else b"\x00garbage")
     with caplog.at_level(logging.WARNING, logger="catalog.store"):
         again = load_catalog(master, cache)
     assert "ignoring unreadable catalog cache" in caplog.text
