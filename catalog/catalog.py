@@ -1,9 +1,9 @@
 """The instrument catalog: lookups by key, token, symbol and iid; chains, futures and search.
 
-Built from the normalised frame (`catalog.scrip`) in iid order. Lookups that the hot path uses
-(`resolve_token`, `get`, `by_iid`) are one or two dict or list reads. `Instrument` objects are
-made on first use from column arrays and then kept, so a warm load does not pay for 200k
-objects that a shard never touches.
+Built from the columns of the normalised frame (`catalog.columns`), in iid order. Lookups that
+the hot path uses (`resolve_token`, `get`, `by_iid`) are one or two dict or list reads.
+`Instrument` objects are made on first use from column arrays and then kept, so a warm load
+does not pay for 200k objects that a shard never touches.
 """
 
 from __future__ import annotations
@@ -179,12 +179,16 @@ class InstrumentCatalog:
 
     Parameters
     ----------
-    frame : pl.DataFrame
-        Normalised instruments in iid order (see `catalog.scrip.normalise`).
+    frame : pl.DataFrame or a function returning it
+        Normalised instruments in iid order (see `catalog.scrip.normalise`). A function is
+        called on the first use of the frame, which most processes never make.
     report : LoadReport
         What the load read and skipped.
     search_arrays : SearchArrays or a function returning them, optional
         A prebuilt search index for this frame (from the cache); built on first search if absent.
+    columns : CatalogColumns, optional
+        The frame's columns (from the cache); needed when `frame` is a function, made from the
+        frame otherwise.
     """
 
     def __init__(
@@ -386,20 +390,7 @@ class InstrumentCatalog:
             *(rows[field].tolist() for field in _INSTRUMENT_FIELDS),  # a list per field beats a tuple per row
             strict=True,
         )
-        for (
-            iid,
-            token,
-            symbol,
-            exchange,
-            name,
-            itype,
-            days,
-            strike,
-            option_type,
-            lot,
-            tick,
-            scale,
-        ) in columns:
+        for iid, token, symbol, exchange, name, itype, days, strike, right, lot, tick, scale in columns:
             if made[iid] is not None:
                 continue
             made[iid] = Instrument(
@@ -411,7 +402,7 @@ class InstrumentCatalog:
                 types[itype],
                 None if days == NO_DATE else date_of(days),
                 None if strike == NO_STRIKE else strike,
-                option_types[option_type],
+                option_types[right],
                 lot,
                 tick,
                 scale,
