@@ -10,9 +10,10 @@ universe = catalog.select("NIFTY weekly options ±10 strikes")
 ```
 
 Modules: `instrument` (the `Instrument` record), `scrip` (parsing), `columns` (what the
-catalog is built from, as the cache keeps it), `catalog` (indices and lookups), `search`, `universe` (selection queries), `store` (last good copy and columnar
-cache), `refresh` (download and validation), `sources` (the default loader), `synth`
-(synthetic masters and base prices), `nautilus` (Nautilus instruments), `cli`, `bench`.
+catalog is built from, as the cache keeps it), `catalog` (indices and lookups), `search`,
+`universe` (selection queries), `store` (last good copy and columnar cache), `refresh`
+(download and validation), `sources` (the default loader), `synth` (synthetic masters and
+base prices), `nautilus` (Nautilus instruments), `cli`, `bench`.
 """
 
 from __future__ import annotations
