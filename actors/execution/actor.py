@@ -263,7 +263,27 @@ class ExecutionActor:
         start = getattr(self._venue, "start", None)
         if start is not None:
             await start()
-        return await self._engine.reconcile()
+        settled = await self._engine.reconcile()
+        await self._catch_up_own_fills()
+        return settled
+
+    async def _catch_up_own_fills(self) -> None:
+        """Book the fills of the venue actor's own orders that did not reach this actor (it was
+        down, or restarting, when they were sent), so risk judges the whole position."""
+        if not isinstance(self._venue, ActorVenue) or not hasattr(self._venue.handle, "own_fills"):
+            return
+        try:
+            fills = await self._venue.handle.own_fills.remote()
+        except Exception as err:  # the venue restarting: its next deliveries still come
+            log.warning("execution: could not ask %s for its own fills: %s", self._venue_name, err)
+            return
+        booked = self._engine.catch_up_venue_own_fills(fills)
+        if booked:
+            log.info(
+                "execution: booked %d fills of %s's own orders made while it was away",
+                booked,
+                self._venue_name,
+            )
 
     @staticmethod
     def _entry_halting_venue(venue: Venue) -> Any:

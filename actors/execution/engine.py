@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -441,6 +441,15 @@ class ExecutionEngine:
         self._record_fact(VenueOwnFill(ts_ns=self._clock(), fill=fill))
         self._check_loss_limits()
         return True
+
+    def catch_up_venue_own_fills(self, fills: Iterable[Fill]) -> int:
+        """Book the venue's own fills this engine has not seen (from the venue's list of all of
+        them, at start); returns how many were new. Known ones are not counted as duplicates."""
+        return sum(
+            self.on_venue_own_fill(fill)
+            for fill in fills
+            if fill.trade_id not in self._venue_own_trades and fill.client_order_id not in self._orders
+        )
 
     def _on_fill(self, order: OrderStateMachine, fill: Fill) -> None:
         if fill.trade_id in order.trade_ids:

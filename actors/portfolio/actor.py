@@ -338,6 +338,11 @@ class PaperPortfolioActor:
     async def positions(self, book: str | None = None) -> list[PositionView]:
         return self._portfolio.positions(book)
 
+    async def own_fills(self) -> list[Fill]:
+        """Fills of the orders this actor placed itself, for an execution actor that starts and
+        may have missed some while it was down (it books each trade id once)."""
+        return self._portfolio.own_fills()
+
     async def trades(self, book: str | None = None) -> list[TradeView]:
         return self._portfolio.trades(book)
 

@@ -698,6 +698,21 @@ class PaperPortfolio:
     def order(self, client_order_id: str) -> OrderUpdate:
         return self._order(client_order_id).update()
 
+    def own_fills(self) -> list[Fill]:
+        """Fills of the orders this venue placed itself (GTT and bracket legs, exits) and its
+        settlements, in booking order: what the execution actor's risk counts but never sent.
+        Fills booked from elsewhere (`apply_fill`) are not among them."""
+        orders = self._state.orders
+        return [
+            trade.as_fill()
+            for trade in self._state.trades
+            if trade.reason != "booked"
+            and (
+                trade.client_order_id not in orders
+                or orders[trade.client_order_id].role is not OrderRole.CLIENT
+            )
+        ]
+
     def order_role(self, client_order_id: str) -> OrderRole | None:
         """Who placed an order: the execution actor (CLIENT), a GTT rule, a bracket, or an exit."""
         order = self._state.orders.get(client_order_id)

@@ -124,6 +124,22 @@ class Trade:
     realized_pnl: Fraction
     reason: str = ""  # "" for an order fill; why, for a settlement
 
+    def as_fill(self) -> Fill:
+        """The fill this trade booked, as the venue reported it (charges as its commission)."""
+        return Fill(
+            client_order_id=self.client_order_id,
+            venue_order_id=self.venue_order_id,
+            trade_id=self.trade_id,
+            book=self.book,
+            instrument=self.instrument,
+            side=self.side,
+            quantity=self.quantity,
+            price=self.price,
+            product=self.product,
+            ts_ns=self.ts_ns,
+            commission=self.charges.total,
+        )
+
 
 @dataclass(slots=True)
 class Counters:
@@ -367,22 +383,21 @@ class PortfolioState:
             record.charges,
         )  # fmt: skip
         self.trade_ids.add(record.trade_id)
-        self.trades.append(
-            Trade(
-                trade_id=record.trade_id,
-                client_order_id=order.client_order_id,
-                venue_order_id=order.venue_order_id,
-                book=request.book,
-                instrument=request.instrument,
-                side=request.side,
-                quantity=record.quantity,
-                price=record.price,
-                product=request.product,
-                ts_ns=record.ts_ns,
-                charges=record.charges,
-                realized_pnl=realized,
-            )
+        trade = Trade(
+            trade_id=record.trade_id,
+            client_order_id=order.client_order_id,
+            venue_order_id=order.venue_order_id,
+            book=request.book,
+            instrument=request.instrument,
+            side=request.side,
+            quantity=record.quantity,
+            price=record.price,
+            product=request.product,
+            ts_ns=record.ts_ns,
+            charges=record.charges,
+            realized_pnl=realized,
         )
+        self.trades.append(trade)
         bracket = self.brackets.get(order.parent) if order.parent else None
         if bracket is not None:
             if order.role is OrderRole.ENTRY:
@@ -393,20 +408,7 @@ class PortfolioState:
                     bracket.status = BracketStatus.ACTIVE
             else:
                 bracket.exited += record.quantity
-        fill = Fill(
-            client_order_id=order.client_order_id,
-            venue_order_id=order.venue_order_id,
-            trade_id=record.trade_id,
-            book=request.book,
-            instrument=request.instrument,
-            side=request.side,
-            quantity=record.quantity,
-            price=record.price,
-            product=request.product,
-            ts_ns=record.ts_ns,
-            commission=record.charges.total,
-        )
-        return Applied(order.update(fill=fill), self._bracket_of(order))
+        return Applied(order.update(fill=trade.as_fill()), self._bracket_of(order))
 
     def _settled(self, record: PositionSettled) -> Applied:
         realized = self._book(
@@ -437,19 +439,6 @@ class PortfolioState:
                 reason=record.reason,
             )
         )
-        fill = Fill(
-            client_order_id=client_order_id,
-            venue_order_id="",
-            trade_id=record.trade_id,
-            book=record.book,
-            instrument=record.instrument,
-            side=record.side,
-            quantity=record.quantity,
-            price=record.price,
-            product=record.product,
-            ts_ns=record.ts_ns,
-            commission=record.charges.total,
-        )
         update = OrderUpdate(
             client_order_id=client_order_id,
             venue_order_id=None,
@@ -460,7 +449,7 @@ class PortfolioState:
             avg_price=record.price,
             reason=record.reason,
             ts_ns=record.ts_ns,
-            fill=fill,
+            fill=self.trades[-1].as_fill(),
         )
         return Applied(update)
 

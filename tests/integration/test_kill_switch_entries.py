@@ -62,16 +62,21 @@ class Desk:
             )
         )
         self.portfolio("stats")
-        self.execution_actor = start_execution(
-            config,
+        self.config, self.stream = config, stream
+        self.execution_actor = self.start_execution()
+        self.execution("update_marks", {SBIN.key: 80_000})
+        self.market(80_000)
+
+    def start_execution(self) -> Any:
+        """The execution actor over its journal (the same one each time), the portfolio its venue."""
+        return start_execution(
+            self.config,
             options={"num_cpus": 0},
             venue=PORTFOLIO,
-            journal_stream=f"execution-{stream}",
+            journal_stream=f"execution-{self.stream}",
             redis_url="",
             load_catalog=False,
         )
-        self.execution("update_marks", {SBIN.key: 80_000})
-        self.market(80_000)
 
     def portfolio(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return ray.get(getattr(self.portfolio_actor, method).remote(*args, **kwargs), timeout=60)
@@ -164,6 +169,37 @@ def test_fills_of_the_portfolios_own_orders_reach_the_execution_actors_risk(desk
     assert risk_position() == {}
     realized = desk.execution("risk_state").books["manual"].realized_pnl
     assert realized == Decimal("-1.00")  # 10 bought at 820.05 (the ask), sold at 819.95 (the bid)
+
+
+def test_fills_made_while_the_execution_actor_was_gone_reach_its_risk_when_it_returns(desk: Desk) -> None:
+    from cluster.bench_orders_rest import execution_net_positions
+
+    rule = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "INTRADAY", [(82_000, 82_100)])
+    ray.kill(desk.execution_actor, no_restart=True)  # gone for good: nobody hears of the fill
+    desk.wait_until(lambda: not _running(EXECUTION), 60, "the execution actor to go")
+    desk.market(82_000)
+    fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == rule.gtt_id)
+    assert desk.portfolio("order", fired.order_id).status is OrderStatus.FILLED
+    [fill] = desk.portfolio("own_fills")
+    assert (fill.client_order_id, fill.quantity, fill.price) == (fired.order_id, 10, 82_005)
+
+    desk.execution_actor = desk.start_execution()  # a new one, over the same journal
+    # Its first command asks the portfolio for the fills it missed: with the switch engaged,
+    # selling the 10 the GTT bought only reduces a position, so it goes, and a larger sale does not.
+    desk.execution("kill_switch", "manual", True, "desk closed")
+    assert execution_net_positions(desk.execution("risk_state"), "manual") == {SBIN.key: 10}
+    too_many = desk.execution("submit", _market("exit-11", "SELL", 11))
+    assert too_many.status is OrderStatus.REJECTED and "only orders that reduce" in too_many.reason
+    exit_order = desk.execution("submit", _market("exit-10", "SELL", 10))
+    assert exit_order.status is not OrderStatus.REJECTED, exit_order.reason
+    desk.restart(desk.execution_actor)  # the caught-up fill is journaled: booked once, not again
+    desk.execution("kill_switch", "manual", True, "desk closed")
+    desk.wait_until(
+        lambda: execution_net_positions(desk.execution("risk_state"), "manual") == {},
+        30,
+        "flat after the exit",
+    )
+    assert desk.execution("stats")["duplicate_fills"] == 0
 
 
 def _market(client_order_id: str, side: str, quantity: int) -> Any:

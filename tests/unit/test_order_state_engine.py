@@ -364,6 +364,22 @@ async def test_a_fill_of_the_venues_own_order_moves_the_books_risk_position_once
     assert [type(r) for r in h.records()].count(VenueOwnFill) == 1
 
 
+async def test_catching_up_on_the_venues_own_fills_books_only_the_missed_ones(h: Harness) -> None:
+    def own(trade_id: str, quantity: int) -> Fill:
+        return Fill(
+            client_order_id=f"GTT-{trade_id}", venue_order_id="PV1", trade_id=trade_id,
+            book="manual", instrument=SBIN, side=Side.BUY, quantity=quantity, price=80_000,
+            product=Product.INTRADAY, ts_ns=5,
+        )  # fmt: skip
+
+    assert h.engine.on_venue_own_fill(own("T1", 10))  # delivered as it happened
+    assert h.engine.catch_up_venue_own_fills([own("T1", 10), own("T2", 5)]) == 1  # T2 was missed
+    assert h.engine.catch_up_venue_own_fills([own("T1", 10), own("T2", 5)]) == 0
+    assert h.engine.stats.duplicate_fills == 0  # a catch-up's known fills are not duplicates
+    assert h.engine.risk.reduces_position(order("s", side=Side.SELL, quantity=15))
+    assert not h.engine.risk.reduces_position(order("s2", side=Side.SELL, quantity=16))
+
+
 async def test_an_own_fill_with_a_client_order_id_of_ours_is_not_booked_twice(h: Harness) -> None:
     await h.engine.submit(order("a"))
     await settle()

@@ -9,8 +9,9 @@ import msgspec
 import pytest
 from test_portfolio_support import INFY, NIFTY, NIFTY_CE, NIFTY_FUT, NIFTY_PE, SBIN, Desk, at
 
-from actors.orders import OrderStatus, OrderType, Product, Side, Validity
+from actors.orders import Fill, OrderStatus, OrderType, Product, Side, Validity
 from actors.portfolio.portfolio import PortfolioError, UnknownId
+from actors.portfolio.records import OrderRole
 
 BUY, SELL = Side.BUY, Side.SELL
 
@@ -454,3 +455,30 @@ def test_fills_made_elsewhere_are_booked_once(desk: Desk) -> None:
     with pytest.raises(PortfolioError, match="unknown instrument 'NSE:1'"):
         desk.portfolio.apply_fill(msgspec.structs.replace(fill("x3", SELL, 1, 80_000), instrument="NSE:1"))
     assert desk.restarted().snapshot() == desk.portfolio.snapshot()
+
+
+def test_own_fills_are_the_fills_of_what_the_venue_placed_itself_as_it_delivered_them(desk: Desk) -> None:
+    desk.quote(SBIN, ltp=80_000, bid=79_995, ask=80_005)
+    desk.order(SBIN, BUY, 10)  # a client order: the execution actor has its fill already
+    desk.portfolio.gtt_create(
+        book="manual", instrument=SBIN.key, side=BUY, quantity=5, product=Product.INTRADAY,
+        legs=[(81_000, 81_100)], ts_ns=desk.tick(),
+    )  # fmt: skip
+    desk.quote(SBIN, ltp=81_000, bid=80_995, ask=81_005)  # the GTT fires and fills
+    desk.portfolio.apply_fill(
+        Fill(
+            client_order_id="live-1", venue_order_id="AB1", trade_id="x1", book="other", instrument=SBIN.key,
+            side=BUY, quantity=1, price=81_000, product=Product.INTRADAY, ts_ns=desk.tick(),
+        )
+    )  # fmt: skip
+    desk.portfolio.square_off("manual", desk.tick())  # an exit the venue places itself
+    delivered = [
+        event.fill
+        for event in desk.portfolio.drain_events()
+        if event.fill is not None and desk.portfolio.order_role(event.client_order_id) is not OrderRole.CLIENT
+    ]
+    own = desk.portfolio.own_fills()
+    assert own == delivered
+    assert [(f.side, f.quantity) for f in own] == [(BUY, 5), (SELL, 15)]
+    assert all(f.commission > 0 for f in own)
+    assert desk.restarted().own_fills() == own
