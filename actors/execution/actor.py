@@ -224,9 +224,11 @@ class ExecutionActor:
                 self._engine.on_venue_event(converted)
 
     async def on_venue_own_fills(self, fills: list[Fill]) -> int:
-        """Fills of orders the venue placed itself (GTT and bracket legs, square-offs), for risk;
-        returns how many were new."""
-        return sum(self._engine.on_venue_own_fill(fill) for fill in fills)
+        """Fills of orders the venue placed itself (GTT and bracket legs, square-offs), for risk
+        and for the strategies trading those books; returns how many were new."""
+        new = [fill for fill in fills if self._engine.on_venue_own_fill(fill)]
+        self._send_venue_fills(new)
+        return len(new)
 
     async def reconcile(self) -> int:
         """Ask the venue about every working order now; returns how many were settled."""
@@ -278,10 +280,11 @@ class ExecutionActor:
             log.warning("execution: could not ask %s for its own fills: %s", self._venue_name, err)
             return
         booked = self._engine.catch_up_venue_own_fills(fills)
+        self._send_venue_fills(booked)
         if booked:
             log.info(
                 "execution: booked %d fills of %s's own orders made while it was away",
-                booked,
+                len(booked),
                 self._venue_name,
             )
 
@@ -325,6 +328,24 @@ class ExecutionActor:
         if outbox:
             handle.on_order_updates.remote(list(outbox))  # fire and forget: a slow book never holds us
             outbox.clear()
+
+    def _send_venue_fills(self, fills: list[Fill]) -> None:
+        """Fills of the venue's own orders to the shards subscribed to their books, so that the
+        strategies' positions follow the books' (each shard takes those on its instruments).
+        Fire and forget: a shard that is down misses them, as it misses its own order updates."""
+        by_book: dict[str, list[Fill]] = {}
+        for fill in fills:
+            by_book.setdefault(fill.book, []).append(fill)
+        for book, book_fills in by_book.items():
+            for name in self._engine.subscribers.get(book, ()):
+                handle = self._handles.get(name)
+                if handle is None:
+                    try:
+                        handle = self._handles[name] = ray.get_actor(name, namespace=NAMESPACE)
+                    except ValueError:  # gone (an old generation of a swapped deployment)
+                        continue
+                if hasattr(handle, "on_venue_fills"):
+                    handle.on_venue_fills.remote(book_fills)
 
     def _retry_flush(self, name: str) -> None:
         self._retrying.discard(name)

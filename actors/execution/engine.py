@@ -442,14 +442,16 @@ class ExecutionEngine:
         self._check_loss_limits()
         return True
 
-    def catch_up_venue_own_fills(self, fills: Iterable[Fill]) -> int:
+    def catch_up_venue_own_fills(self, fills: Iterable[Fill]) -> list[Fill]:
         """Book the venue's own fills this engine has not seen (from the venue's list of all of
-        them, at start); returns how many were new. Known ones are not counted as duplicates."""
-        return sum(
-            self.on_venue_own_fill(fill)
+        them, at start); returns those that were new. Known ones are not counted as duplicates."""
+        return [
+            fill
             for fill in fills
-            if fill.trade_id not in self._venue_own_trades and fill.client_order_id not in self._orders
-        )
+            if fill.trade_id not in self._venue_own_trades
+            and fill.client_order_id not in self._orders
+            and self.on_venue_own_fill(fill)
+        ]
 
     def _on_fill(self, order: OrderStateMachine, fill: Fill) -> None:
         if fill.trade_id in order.trade_ids:

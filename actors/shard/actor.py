@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from actors.orders import OrderRequest, OrderUpdate
+from actors.orders import Fill, OrderRequest, OrderUpdate
 from actors.shard.instant_fills import InstantFillGateway
 from actors.shard.shard import ShardSpec, StrategyShard
 
@@ -175,6 +175,11 @@ class StrategyShardActor:
     async def on_order_updates(self, updates: list[OrderUpdate]) -> int:
         """The execution actor's updates, in order; how many were this shard's orders."""
         return await asyncio.wrap_future(self._shard.on_order_updates(updates))
+
+    async def on_venue_fills(self, fills: list[Fill]) -> int:
+        """Fills of orders the venue placed on this shard's book itself (square-offs, GTT and
+        bracket legs); how many were on this shard's instruments and new."""
+        return await asyncio.wrap_future(self._shard.on_venue_fills(fills))
 
     async def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = await asyncio.wrap_future(self._shard.stats_future())

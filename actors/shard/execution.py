@@ -25,6 +25,7 @@ from typing import Protocol
 from nautilus_trader.cache.cache import Cache
 from nautilus_trader.common.component import LiveClock, MessageBus
 from nautilus_trader.common.providers import InstrumentProvider
+from nautilus_trader.core.uuid import UUID4
 from nautilus_trader.execution.messages import (
     BatchCancelOrders,
     CancelAllOrders,
@@ -47,6 +48,7 @@ from nautilus_trader.model.enums import (
     TimeInForce,
 )
 from nautilus_trader.model.enums import OrderSide as NautilusSide
+from nautilus_trader.model.enums import OrderStatus as NautilusOrderStatus
 from nautilus_trader.model.enums import OrderType as NautilusOrderType
 from nautilus_trader.model.identifiers import (
     AccountId,
@@ -60,7 +62,7 @@ from nautilus_trader.model.identifiers import (
 from nautilus_trader.model.objects import FIXED_PRECISION, AccountBalance, Money, Price, Quantity
 from nautilus_trader.model.orders import Order
 
-from actors.orders import OrderRequest, OrderStatus, OrderType, OrderUpdate, Product, Side, Validity
+from actors.orders import Fill, OrderRequest, OrderStatus, OrderType, OrderUpdate, Product, Side, Validity
 from actors.shard.data import BROKER
 from actors.shard.universe import ShardInstrument
 
@@ -121,6 +123,7 @@ class ExecutionCounters:
     fills: int = 0
     updates: int = 0
     updates_ignored: int = 0
+    venue_fills: int = 0  # fills of orders the venue placed on the book itself
     gateway_errors: int = 0
 
 
@@ -175,6 +178,7 @@ class ShardExecutionClient(LiveExecutionClient):
         self._gateway = gateway
         self._book = book
         self._by_id: dict[InstrumentId, ShardInstrument] = {i.instrument_id: i for i in instruments}
+        self._by_key: dict[str, ShardInstrument] = {i.key: i for i in instruments}
         self._starting_balance = starting_balance_rupees
         self._default_product = default_product
         self._orders: dict[ClientOrderId, _Tracked] = {}
@@ -411,6 +415,63 @@ class ShardExecutionClient(LiveExecutionClient):
                 ts,
             )
             tracked.closed = True
+        return True
+
+    def apply_venue_fill(self, fill: Fill) -> bool:
+        """A fill of an order the venue placed on this book itself (an intraday square-off, a GTT
+        or bracket leg, an expiry settlement); False if not on this shard's instruments, or known.
+
+        The engine hears of it as an order of its own, reported accepted and then filled, one
+        per fill (the venue's order may fill in parts this shard never sees whole). The strategy
+        claims its instruments' external orders, so its position follows the book's.
+        """
+        inst = self._by_key.get(fill.instrument)
+        if inst is None or fill.quantity <= 0:
+            return False
+        client_order_id = ClientOrderId(f"{fill.client_order_id}.{fill.trade_id}")
+        if self._cache.order(client_order_id) is not None:
+            return False  # delivered twice
+        venue_order_id = VenueOrderId(client_order_id.value)
+        side = NautilusSide.BUY if fill.side is Side.BUY else NautilusSide.SELL
+        quantity = Quantity.from_raw(fill.quantity * 10**FIXED_PRECISION, inst.instrument.size_precision)
+        now = self._clock.timestamp_ns()
+        ts = fill.ts_ns or now
+        self._send_order_status_report(
+            OrderStatusReport(
+                account_id=self.account_id,
+                instrument_id=inst.instrument_id,
+                client_order_id=client_order_id,
+                venue_order_id=venue_order_id,
+                order_side=side,
+                order_type=NautilusOrderType.MARKET,
+                time_in_force=TimeInForce.DAY,
+                order_status=NautilusOrderStatus.ACCEPTED,
+                quantity=quantity,
+                filled_qty=Quantity.zero(inst.instrument.size_precision),
+                report_id=UUID4(),
+                ts_accepted=ts,
+                ts_last=ts,
+                ts_init=now,
+            )
+        )
+        self._send_fill_report(
+            FillReport(
+                account_id=self.account_id,
+                instrument_id=inst.instrument_id,
+                venue_order_id=venue_order_id,
+                trade_id=TradeId(fill.trade_id),
+                order_side=side,
+                last_qty=quantity,
+                last_px=price_from_minor(fill.price, inst),
+                commission=Money(Decimal(fill.commission) / 100, INR),
+                liquidity_side=LiquiditySide.TAKER,
+                report_id=UUID4(),
+                ts_event=ts,
+                ts_init=now,
+                client_order_id=client_order_id,
+            )
+        )
+        self.counters.venue_fills += 1
         return True
 
     def _emit_fill(

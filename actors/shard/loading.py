@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import typing
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -52,7 +53,12 @@ def strategy_config_class(cls: type[Strategy]) -> type[StrategyConfig]:
     return candidate
 
 
-def build_strategy(path: str, config: dict[str, Any], strategy_id_tag: str | None = None) -> Strategy:
+def build_strategy(
+    path: str,
+    config: dict[str, Any],
+    strategy_id_tag: str | None = None,
+    claims: Sequence[str] = (),
+) -> Strategy:
     """Import, validate the config of, and instantiate one strategy.
 
     Parameters
@@ -63,6 +69,10 @@ def build_strategy(path: str, config: dict[str, Any], strategy_id_tag: str | Non
         The deployment's config mapping (JSON-compatible values).
     strategy_id_tag : str, optional
         The order id tag, unless `config` sets `order_id_tag` itself.
+    claims : sequence of str
+        Instrument ids whose orders placed by others on the strategy's book (the venue's
+        square-offs, GTT and bracket legs) count as the strategy's own, unless `config` sets
+        `external_order_claims` itself.
 
     Raises
     ------
@@ -81,6 +91,8 @@ def build_strategy(path: str, config: dict[str, Any], strategy_id_tag: str | Non
         )
     if strategy_id_tag is not None:
         values.setdefault("order_id_tag", strategy_id_tag)
+    if claims:
+        values.setdefault("external_order_claims", list(claims))
     try:
         parsed = config_cls.parse(msgspec.json.encode(values))
     except (msgspec.ValidationError, msgspec.DecodeError, TypeError, ValueError) as err:

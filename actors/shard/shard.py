@@ -42,7 +42,7 @@ from nautilus_trader.config import (
 from nautilus_trader.data.engine import DataEngine
 from nautilus_trader.model.identifiers import TraderId, Venue
 
-from actors.orders import OrderUpdate, Product
+from actors.orders import Fill, OrderUpdate, Product
 from actors.shard.conversion import TickConverter
 from actors.shard.data import BROKER, ShardDataClient, TickHandlingError
 from actors.shard.execution import OrderGateway, ShardExecutionClient
@@ -192,7 +192,14 @@ class StrategyShard:
         self.spec = spec
         self._gateway = gateway
         # Import and validate first, on the caller's thread: a bad strategy fails fast and clearly.
-        self._strategy: Strategy = build_strategy(spec.strategy, spec.config, f"{spec.index:03d}")
+        # The strategy claims the orders the venue places on its book for its instruments, so
+        # that a square-off or a GTT leg moves its positions as it moves the book's.
+        self._strategy: Strategy = build_strategy(
+            spec.strategy,
+            spec.config,
+            f"{spec.index:03d}",
+            claims=[i.instrument_id.value for i in spec.instruments],
+        )
         self._converter = TickConverter(spec.instruments)
         self._keys_by_iid = {i.iid: i.key for i in spec.instruments}
         self._state = STARTING
@@ -446,6 +453,16 @@ class StrategyShard:
         """Apply updates in order, in one call on the node's loop; the future gives how many were ours."""
         return self._thread.call(lambda: sum(self._apply_update(u) for u in updates))
 
+    def on_venue_fills(self, fills: list[Fill]) -> concurrent.futures.Future[int]:
+        """Fills of orders the venue placed on this book itself, in order, in one call on the node's
+        loop; the future gives how many were on this shard's instruments and new."""
+        return self._thread.call(lambda: sum(self._apply_venue_fill(f) for f in fills))
+
+    def _apply_venue_fill(self, fill: Fill) -> bool:
+        if self._exec_client is None or self._state == STOPPED:
+            return False
+        return self._exec_client.apply_venue_fill(fill)
+
     def _apply_update(self, update: OrderUpdate) -> bool:
         if self._exec_client is None or self._state == STOPPED:
             return False
@@ -533,6 +550,7 @@ class StrategyShard:
             "orders_rejected": exec_counters.orders_rejected if exec_counters else 0,
             "fills": exec_counters.fills if exec_counters else 0,
             "order_updates": exec_counters.updates if exec_counters else 0,
+            "venue_fills": exec_counters.venue_fills if exec_counters else 0,
             "gateway_errors": exec_counters.gateway_errors if exec_counters else 0,
             "positions": positions,
         }

@@ -63,6 +63,7 @@ class Desk:
         )
         self.portfolio("stats")
         self.config, self.stream = config, stream
+        self.others: list[Any] = []  # actors a test adds, killed with the desk
         self.execution_actor = self.start_execution()
         self.execution("update_marks", {SBIN.key: 80_000})
         self.market(80_000)
@@ -105,10 +106,36 @@ class Desk:
         self.wait_until(back, 60, "the actor's restart")
 
     def close(self) -> None:
-        for handle in (self.execution_actor, self.portfolio_actor):
+        for handle in (self.execution_actor, self.portfolio_actor, *self.others):
             ray.kill(handle, no_restart=True)
         for name in (EXECUTION, PORTFOLIO):
             self.wait_until(lambda name=name: not _running(name), 60, f"{name} to go")
+
+
+class BookListener:
+    """Stands in for a shard subscribed to a book: keeps the venue fills it is sent."""
+
+    def __init__(self) -> None:
+        self.fills: list[Any] = []
+
+    def on_order_updates(self, updates: list[Any]) -> int:
+        return 0
+
+    def on_venue_fills(self, fills: list[Any]) -> int:
+        self.fills += fills
+        return len(fills)
+
+    def venue_fills(self) -> list[Any]:
+        return self.fills
+
+
+def book_listener(desk: Desk, book: str) -> Any:
+    name = f"book-listener-{next(_streams)}"
+    listener = ray.remote(BookListener).options(name=name, namespace=NAMESPACE, num_cpus=0).remote()
+    ray.get(listener.venue_fills.remote(), timeout=60)
+    assert desk.execution("register_book", book, name)
+    desk.others.append(listener)
+    return listener
 
 
 def _running(name: str) -> bool:
@@ -151,6 +178,7 @@ def test_a_gtt_that_triggers_while_the_switch_is_engaged_is_rejected(desk: Desk)
 def test_fills_of_the_portfolios_own_orders_reach_the_execution_actors_risk(desk: Desk) -> None:
     from cluster.bench_orders_rest import execution_net_positions
 
+    listener = book_listener(desk, "manual")
     rule = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "INTRADAY", [(82_000, 82_100)])
     desk.market(82_000)
     fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == rule.gtt_id)
@@ -160,6 +188,12 @@ def test_fills_of_the_portfolios_own_orders_reach_the_execution_actors_risk(desk
         return execution_net_positions(desk.execution("risk_state"), "manual")
 
     desk.wait_until(lambda: risk_position() == {SBIN.key: 10}, 30, "the GTT fill in the execution's risk")
+    # The strategies trading the book hear of it too, so their positions follow the book's.
+    desk.wait_until(
+        lambda: [f.client_order_id for f in ray.get(listener.venue_fills.remote())] == [fired.order_id],
+        30,
+        "the GTT fill at the book's subscriber",
+    )
     # With the switch engaged, selling what the GTT bought only reduces a position: it goes.
     desk.execution("kill_switch", "manual", True, "desk closed")
     exit_order = desk.execution("submit", _market("exit-1", "SELL", 10))
@@ -174,6 +208,7 @@ def test_fills_of_the_portfolios_own_orders_reach_the_execution_actors_risk(desk
 def test_fills_made_while_the_execution_actor_was_gone_reach_its_risk_when_it_returns(desk: Desk) -> None:
     from cluster.bench_orders_rest import execution_net_positions
 
+    listener = book_listener(desk, "manual")  # a subscription the journal keeps
     rule = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "INTRADAY", [(82_000, 82_100)])
     ray.kill(desk.execution_actor, no_restart=True)  # gone for good: nobody hears of the fill
     desk.wait_until(lambda: not _running(EXECUTION), 60, "the execution actor to go")
@@ -188,6 +223,9 @@ def test_fills_made_while_the_execution_actor_was_gone_reach_its_risk_when_it_re
     # selling the 10 the GTT bought only reduces a position, so it goes, and a larger sale does not.
     desk.execution("kill_switch", "manual", True, "desk closed")
     assert execution_net_positions(desk.execution("risk_state"), "manual") == {SBIN.key: 10}
+    desk.wait_until(
+        lambda: ray.get(listener.venue_fills.remote()) == [fill], 30, "the fill at the book's subscriber"
+    )
     too_many = desk.execution("submit", _market("exit-11", "SELL", 11))
     assert too_many.status is OrderStatus.REJECTED and "only orders that reduce" in too_many.reason
     exit_order = desk.execution("submit", _market("exit-10", "SELL", 10))

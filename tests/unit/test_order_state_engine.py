@@ -373,8 +373,8 @@ async def test_catching_up_on_the_venues_own_fills_books_only_the_missed_ones(h:
         )  # fmt: skip
 
     assert h.engine.on_venue_own_fill(own("T1", 10))  # delivered as it happened
-    assert h.engine.catch_up_venue_own_fills([own("T1", 10), own("T2", 5)]) == 1  # T2 was missed
-    assert h.engine.catch_up_venue_own_fills([own("T1", 10), own("T2", 5)]) == 0
+    assert h.engine.catch_up_venue_own_fills([own("T1", 10), own("T2", 5)]) == [own("T2", 5)]  # missed
+    assert h.engine.catch_up_venue_own_fills([own("T1", 10), own("T2", 5)]) == []
     assert h.engine.stats.duplicate_fills == 0  # a catch-up's known fills are not duplicates
     assert h.engine.risk.reduces_position(order("s", side=Side.SELL, quantity=15))
     assert not h.engine.risk.reduces_position(order("s2", side=Side.SELL, quantity=16))

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msgspec
 import numpy as np
 import pytest
 from nautilus_trader.config import PositiveInt, StrategyConfig
@@ -290,6 +291,40 @@ def test_order_lifecycle_from_updates(shards: list[StrategyShard]) -> None:
     assert [(str(f.last_qty), str(f.last_px)) for f in fills] == [("4", "1000.00"), ("6", "1000.05")]
     assert str(fills[0].commission) == "12.34 INR"
     assert shard.stats()["positions"] == {SBIN.instrument_id.value: "10"}
+
+
+def test_a_venue_square_off_of_the_books_position_closes_the_strategys(shards: list[StrategyShard]) -> None:
+    gateway = ScriptedGateway()
+    config = {"instrument_id": SBIN.instrument_id.value, "quantity": 10, "limit_price": "1000.05"}
+    shard = start(shards, spec("test_shard:OneOrder", config), gateway)
+    feed(shard, live_ticks(30))
+    wait_for(lambda: len(gateway.requests) == 1, what="the order to reach the gateway")
+    coid = gateway.requests[0].client_order_id
+    shard.on_order_update(update(coid, Status.FILLED, filled_quantity=10, fill=fill(coid, "T1", 10, 100_000)))
+    wait_for(lambda: shard.stats()["positions"] == {SBIN.instrument_id.value: "10"}, what="the position")
+
+    # 15:20: the venue squares the book off itself, in two fills; one arrives twice.
+    def exit_fill(trade_id: str, quantity: int) -> Fill:
+        return msgspec.structs.replace(
+            fill("exit-7", trade_id, quantity, 99_950, commission=2_000), side=Side.SELL, venue_order_id="PV7"
+        )
+
+    other = msgspec.structs.replace(exit_fill("PT3", 5), instrument="NSE:99999")  # not this shard's
+    fills = [exit_fill("PT1", 6), exit_fill("PT1", 6), other, exit_fill("PT2", 4)]
+    assert shard.on_venue_fills(fills).result(5) == 2
+    wait_for(lambda: shard.stats()["positions"] == {}, what="the square-off to close the position")
+    strategy = shard._strategy
+    fills_seen = shard.thread.call(
+        lambda: [(e.client_order_id.value, str(e.last_qty), str(e.commission)) for e in strategy.events
+                 if isinstance(e, OrderFilled)]
+    ).result(5)  # fmt: skip
+    assert fills_seen == [
+        (coid, "10", "0.00 INR"),
+        ("exit-7.PT1", "6", "20.00 INR"),
+        ("exit-7.PT2", "4", "20.00 INR"),
+    ]
+    assert shard.thread.call(lambda: strategy.portfolio.is_flat(SBIN.instrument_id)).result(5)
+    assert shard.stats()["venue_fills"] == 2
 
 
 @pytest.mark.parametrize(
