@@ -10,7 +10,9 @@ Orders go out as `actors.orders.OrderRequest` (client order id = the Nautilus Cl
 book = the deployment, tag = the strategy id). `OrderUpdate`s come back twice — as the answer of
 `submit` and as pushes to the shard — in any order; `apply_update` turns each into the Nautilus
 events it implies, once: accepted before anything else, a fill once per trade id, nothing after
-the order is closed.
+the order is closed. Fills of orders the venue placed on the book itself (square-offs, GTT
+and bracket legs) come as `apply_venue_fill`, reported to the engine as orders the strategy
+claims.
 """
 
 from __future__ import annotations
