@@ -51,7 +51,10 @@ def system_config_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data["data_dir"] = str(root / "data")
     data["serve"]["port"] = free_port()
     data["serve"]["cors_origins"] = [f"http://127.0.0.1:{data['serve']['port']}"]
-    data["sim"]["tick_rate"] = 1000
+    # Ticks flow to every instrument several times a second, which is all these tests need; the
+    # high rates are the benchmarks' business, and on two cores a busier system only slows every
+    # request the tests make.
+    data["sim"]["tick_rate"] = 200
     path = root / "shardline.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
