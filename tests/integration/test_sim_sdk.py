@@ -298,11 +298,17 @@ def test_sdk_stream_parses_every_packet_in_every_mode(
     from SmartApi.smartWebSocketV2 import SmartWebSocketV2  # loaded by actors.angel.sdk already
 
     monkeypatch.chdir(tmp_path)  # the SDK's socket client writes logs/ into the cwd
+    # websocket-client reconnects a dropped socket by itself every 5 s unless told otherwise
+    monkeypatch.setattr("websocket._app.RECONNECT", 0)
     conn = connect(sim, tmp_path)
     modes = {1: INSTRUMENTS[1], 2: INSTRUMENTS[2], 3: FUTURE}
     received: list[dict[str, Any]] = []
     errors: list[Any] = []
-    client = SmartWebSocketV2(conn.access_token, sim.config.api_key, sim.config.client_code, conn.feed_token)
+    # No retries: after an error or its own close the SDK sleeps 10 s and reconnects if it may,
+    # which would outlive the test and hold the simulator's shutdown; without them it stops.
+    client = SmartWebSocketV2(
+        conn.access_token, sim.config.api_key, sim.config.client_code, conn.feed_token, max_retry_attempt=0
+    )
     client.ROOT_URI = sim.stream_url
     client.input_request_dict = {}  # a class attribute in the SDK: keep this test's subscriptions its own
 
@@ -327,12 +333,10 @@ def test_sdk_stream_parses_every_packet_in_every_mode(
         )
     finally:
         streaming_errors = list(errors)
-        # The SDK reports its own close as an error and reconnects after a 10 s sleep unless it
-        # has no retries left; then it stops for good (and says so through on_error).
-        client.MAX_RETRY_ATTEMPT = 0
+        # With no retries and no reconnects, the SDK's thread ends once the connection is gone. Its
+        # reader can sit in poll() until the simulator drops the socket (the closing thread reads
+        # the close reply itself), so the test does not wait for it: it cannot reconnect.
         client.close_connection()
-        thread.join(timeout=10)
-    assert not thread.is_alive(), "the SDK's socket thread did not stop"
     assert not streaming_errors
     by_mode: dict[int, list[dict[str, Any]]] = {}
     for packet in received:

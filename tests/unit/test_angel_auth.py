@@ -102,7 +102,8 @@ def test_cache_round_trip_is_encrypted_at_rest(tmp_path: Path) -> None:
     cache = SessionCache(tmp_path / "s.fernet", key)
     cache.save(session())
     raw = (tmp_path / "s.fernet").read_bytes()
-    assert b"secret-value" not in raw and b"A1" not in raw
+    assert b"secret-value" not in raw  # too long to turn up in a token by chance, unlike "A1"
+    assert b'"A1"' in Fernet(key.encode()).decrypt(raw)  # the account is in it, readable with the key
     assert (tmp_path / "s.fernet").stat().st_mode & 0o777 == 0o600
     assert cache.load("A1") == session()
     assert cache.load("OTHER") is None  # a cache of another account is not used
