@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, overload
 import numpy as np
 import polars as pl
 
-from catalog.columns import NO_DATE, NO_STRIKE, ROW_FIELDS, CatalogColumns
+from catalog.columns import NO_DATE, NO_STRIKE, ROW_FIELDS, ROW_STRUCT, CatalogColumns
 from catalog.instrument import EXCHANGES, Instrument, InstrumentKind
 from catalog.search import SearchArrays, SymbolSearch
 from cluster.errors import ShardlineError
@@ -221,6 +221,8 @@ class InstrumentCatalog:
         # Everything else an Instrument is made of, one packed record per iid: making one on its
         # first look-up reads one cache line, not a line from each of ten column arrays.
         self._rows = rows = columns.records()
+        self._row_bytes = columns.rows
+        self._unpack_row = ROW_STRUCT.unpack_from
         self._n = n = rows.size
         self._exchange_codes = rows["exchange"]
         self._name_codes = rows["name"]
@@ -359,7 +361,8 @@ class InstrumentCatalog:
 
     def _make(self, iid: int) -> Instrument:
         token = self._tokens[iid]  # IndexError past the end
-        exchange, name, itype, days, strike, option_type, lot, tick, scale, _ = self._rows.item(iid)
+        row = self._unpack_row(self._row_bytes, iid * ROW_STRUCT.size)
+        exchange, name, itype, days, strike, option_type, lot, tick, scale, _ = row
         instrument = Instrument(
             iid,
             self._exchanges[exchange],

@@ -56,3 +56,11 @@ def test_a_value_too_wide_for_its_field_is_refused_not_wrapped(frame: pl.DataFra
     )
     with pytest.raises(ShardlineError, match=r"a lot_size outside .* cannot be indexed"):
         CatalogColumns.from_frame(huge_lot)
+
+
+def test_an_instrument_made_alone_equals_one_made_in_a_run(frame: pl.DataFrame) -> None:
+    # A look-up reads one record with `struct`, a chain reads columns with numpy: the same fields.
+    _, report = read_scrip_master(SAMPLE_JSON)
+    alone, in_runs = InstrumentCatalog(frame, report), InstrumentCatalog(frame, report)
+    assert [alone.by_iid(iid) for iid in range(len(alone))] == list(in_runs.instruments)
+    assert any(i.expiry is not None and i.strike is not None for i in in_runs.instruments)
