@@ -316,15 +316,12 @@ class ExecutionActor:
         again shortly."""
         self._flush_due.discard(name)
         outbox = self._outboxes[name]
-        handle = self._handles.get(name)
-        if handle is None:
-            try:
-                handle = self._handles[name] = ray.get_actor(name, namespace=NAMESPACE)
-            except ValueError:  # still starting (a shard registers from its __init__), or gone
-                if name not in self._retrying:
-                    self._retrying.add(name)
-                    asyncio.get_running_loop().call_later(0.2, self._retry_flush, name)
-                return
+        handle = self._subscriber(name)
+        if handle is None:  # still starting (a shard registers from its __init__), or gone
+            if name not in self._retrying:
+                self._retrying.add(name)
+                asyncio.get_running_loop().call_later(0.2, self._retry_flush, name)
+            return
         if outbox:
             handle.on_order_updates.remote(list(outbox))  # fire and forget: a slow book never holds us
             outbox.clear()
@@ -338,14 +335,19 @@ class ExecutionActor:
             by_book.setdefault(fill.book, []).append(fill)
         for book, book_fills in by_book.items():
             for name in self._engine.subscribers.get(book, ()):
-                handle = self._handles.get(name)
-                if handle is None:
-                    try:
-                        handle = self._handles[name] = ray.get_actor(name, namespace=NAMESPACE)
-                    except ValueError:  # gone (an old generation of a swapped deployment)
-                        continue
-                if hasattr(handle, "on_venue_fills"):
+                handle = self._subscriber(name)  # None: gone (an old generation of a swapped deployment)
+                if handle is not None and hasattr(handle, "on_venue_fills"):
                     handle.on_venue_fills.remote(book_fills)
+
+    def _subscriber(self, name: str) -> Any:
+        """The named subscriber's handle, looked up once and kept; None while Ray cannot find it."""
+        handle = self._handles.get(name)
+        if handle is None:
+            try:
+                handle = self._handles[name] = ray.get_actor(name, namespace=NAMESPACE)
+            except ValueError:
+                return None
+        return handle
 
     def _retry_flush(self, name: str) -> None:
         self._retrying.discard(name)

@@ -435,23 +435,28 @@ class ExecutionEngine:
         Returns False for a trade already booked (or a client order id of ours: those come as
         `on_venue_event`).
         """
-        if fill.trade_id in self._venue_own_trades or fill.client_order_id in self._orders:
+        if self._known_venue_own_fill(fill):
             self.stats.duplicate_fills += 1
             return False
-        self._record_fact(VenueOwnFill(ts_ns=self._clock(), fill=fill))
-        self._check_loss_limits()
+        self._book_venue_own_fill(fill)
         return True
 
     def catch_up_venue_own_fills(self, fills: Iterable[Fill]) -> list[Fill]:
         """Book the venue's own fills this engine has not seen (from the venue's list of all of
         them, at start); returns those that were new. Known ones are not counted as duplicates."""
-        return [
-            fill
-            for fill in fills
-            if fill.trade_id not in self._venue_own_trades
-            and fill.client_order_id not in self._orders
-            and self.on_venue_own_fill(fill)
-        ]
+        missed: list[Fill] = []
+        for fill in fills:
+            if not self._known_venue_own_fill(fill):  # asked per fill: a list may repeat one
+                self._book_venue_own_fill(fill)
+                missed.append(fill)
+        return missed
+
+    def _known_venue_own_fill(self, fill: Fill) -> bool:
+        return fill.trade_id in self._venue_own_trades or fill.client_order_id in self._orders
+
+    def _book_venue_own_fill(self, fill: Fill) -> None:
+        self._record_fact(VenueOwnFill(ts_ns=self._clock(), fill=fill))
+        self._check_loss_limits()
 
     def _on_fill(self, order: OrderStateMachine, fill: Fill) -> None:
         if fill.trade_id in order.trade_ids:

@@ -702,15 +702,10 @@ class PaperPortfolio:
         """Fills of the orders this venue placed itself (GTT and bracket legs, exits) and its
         settlements, in booking order: what the execution actor's risk counts but never sent.
         Fills booked from elsewhere (`apply_fill`) are not among them."""
-        orders = self._state.orders
         return [
             trade.as_fill()
             for trade in self._state.trades
-            if trade.reason != "booked"
-            and (
-                trade.client_order_id not in orders
-                or orders[trade.client_order_id].role is not OrderRole.CLIENT
-            )
+            if trade.reason != "booked" and self.order_role(trade.client_order_id) is not OrderRole.CLIENT
         ]
 
     def order_role(self, client_order_id: str) -> OrderRole | None:

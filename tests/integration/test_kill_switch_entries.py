@@ -89,6 +89,15 @@ class Desk:
         quote = MarketQuote(instrument=SBIN.key, ltp=ltp, bid=ltp - 5, ask=ltp + 5, ts_ns=0)
         self.portfolio("on_market", [quote])
 
+    def gtt(self, gtt_id: str) -> Any:
+        return next(g for g in self.portfolio("gtt_list") if g.gtt_id == gtt_id)
+
+    def risk_position(self, book: str = "manual") -> dict[str, int]:
+        """The book's net positions as the execution actor's risk sees them."""
+        from cluster.bench_orders_rest import execution_net_positions
+
+        return execution_net_positions(self.execution("risk_state"), book)
+
     def halts_become(self, halts: dict[str | None, str]) -> None:
         self.wait_until(lambda: self.portfolio("entry_halts") == halts, 30, f"the portfolio's halts {halts}")
 
@@ -161,7 +170,7 @@ def test_a_gtt_that_triggers_while_the_switch_is_engaged_is_rejected(desk: Desk)
     assert desk.portfolio("entry_halts") == {"manual": "desk closed"}
 
     desk.market(82_000)
-    fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == rule.gtt_id)
+    fired = desk.gtt(rule.gtt_id)
     assert fired.status is GttStatus.TRIGGERED and fired.order_id is not None
     order = desk.portfolio("order", fired.order_id)
     assert (order.status, order.reason) == (OrderStatus.REJECTED, HALTED.format("desk closed", "placed"))
@@ -171,23 +180,20 @@ def test_a_gtt_that_triggers_while_the_switch_is_engaged_is_rejected(desk: Desk)
     desk.halts_become({})
     again = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "DELIVERY", [(83_000, 83_100)])
     desk.market(83_000)
-    fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == again.gtt_id)
+    fired = desk.gtt(again.gtt_id)
     assert desk.portfolio("order", fired.order_id).status is OrderStatus.FILLED
 
 
 def test_fills_of_the_portfolios_own_orders_reach_the_execution_actors_risk(desk: Desk) -> None:
-    from cluster.bench_orders_rest import execution_net_positions
-
     listener = book_listener(desk, "manual")
     rule = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "INTRADAY", [(82_000, 82_100)])
     desk.market(82_000)
-    fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == rule.gtt_id)
+    fired = desk.gtt(rule.gtt_id)
     assert desk.portfolio("order", fired.order_id).status is OrderStatus.FILLED
 
-    def risk_position() -> dict[str, int]:
-        return execution_net_positions(desk.execution("risk_state"), "manual")
-
-    desk.wait_until(lambda: risk_position() == {SBIN.key: 10}, 30, "the GTT fill in the execution's risk")
+    desk.wait_until(
+        lambda: desk.risk_position() == {SBIN.key: 10}, 30, "the GTT fill in the execution's risk"
+    )
     # The strategies trading the book hear of it too, so their positions follow the book's.
     desk.wait_until(
         lambda: [f.client_order_id for f in ray.get(listener.venue_fills.remote())] == [fired.order_id],
@@ -198,22 +204,20 @@ def test_fills_of_the_portfolios_own_orders_reach_the_execution_actors_risk(desk
     desk.execution("kill_switch", "manual", True, "desk closed")
     exit_order = desk.execution("submit", _market("exit-1", "SELL", 10))
     assert exit_order.status is not OrderStatus.REJECTED, exit_order.reason
-    desk.wait_until(lambda: risk_position() == {}, 30, "the exit in the execution's risk")  # flat
+    desk.wait_until(lambda: desk.risk_position() == {}, 30, "the exit in the execution's risk")  # flat
     desk.restart(desk.execution_actor)  # each fill booked once, from its journal
-    assert risk_position() == {}
+    assert desk.risk_position() == {}
     realized = desk.execution("risk_state").books["manual"].realized_pnl
     assert realized == Decimal("-1.00")  # 10 bought at 820.05 (the ask), sold at 819.95 (the bid)
 
 
 def test_fills_made_while_the_execution_actor_was_gone_reach_its_risk_when_it_returns(desk: Desk) -> None:
-    from cluster.bench_orders_rest import execution_net_positions
-
     listener = book_listener(desk, "manual")  # a subscription the journal keeps
     rule = desk.portfolio("gtt_create", "manual", SBIN.key, "BUY", 10, "INTRADAY", [(82_000, 82_100)])
     ray.kill(desk.execution_actor, no_restart=True)  # gone for good: nobody hears of the fill
     desk.wait_until(lambda: not _running(EXECUTION), 60, "the execution actor to go")
     desk.market(82_000)
-    fired = next(g for g in desk.portfolio("gtt_list") if g.gtt_id == rule.gtt_id)
+    fired = desk.gtt(rule.gtt_id)
     assert desk.portfolio("order", fired.order_id).status is OrderStatus.FILLED
     [fill] = desk.portfolio("own_fills")
     assert (fill.client_order_id, fill.quantity, fill.price) == (fired.order_id, 10, 82_005)
@@ -222,7 +226,7 @@ def test_fills_made_while_the_execution_actor_was_gone_reach_its_risk_when_it_re
     # Its first command asks the portfolio for the fills it missed: with the switch engaged,
     # selling the 10 the GTT bought only reduces a position, so it goes, and a larger sale does not.
     desk.execution("kill_switch", "manual", True, "desk closed")
-    assert execution_net_positions(desk.execution("risk_state"), "manual") == {SBIN.key: 10}
+    assert desk.risk_position() == {SBIN.key: 10}
     desk.wait_until(
         lambda: ray.get(listener.venue_fills.remote()) == [fill], 30, "the fill at the book's subscriber"
     )
@@ -232,11 +236,7 @@ def test_fills_made_while_the_execution_actor_was_gone_reach_its_risk_when_it_re
     assert exit_order.status is not OrderStatus.REJECTED, exit_order.reason
     desk.restart(desk.execution_actor)  # the caught-up fill is journaled: booked once, not again
     desk.execution("kill_switch", "manual", True, "desk closed")
-    desk.wait_until(
-        lambda: execution_net_positions(desk.execution("risk_state"), "manual") == {},
-        30,
-        "flat after the exit",
-    )
+    desk.wait_until(lambda: desk.risk_position() == {}, 30, "flat after the exit")
     assert desk.execution("stats")["duplicate_fills"] == 0
 
 

@@ -221,6 +221,17 @@ def start(shards: list[StrategyShard], shard_spec: ShardSpec, gateway: Any) -> S
     return shard
 
 
+def one_order(shards: list[StrategyShard], **config: Any) -> tuple[StrategyShard, ScriptedGateway]:
+    """A `OneOrder` shard on SBIN that has sent its order to a scripted gateway."""
+    gateway = ScriptedGateway()
+    shard = start(
+        shards, spec("test_shard:OneOrder", {"instrument_id": SBIN.instrument_id.value, **config}), gateway
+    )
+    feed(shard, live_ticks(30))
+    wait_for(lambda: len(gateway.requests) == 1, what="the order to reach the gateway")
+    return shard, gateway
+
+
 def order_events(shard: StrategyShard) -> list[str]:
     strategy = shard._strategy
     names = shard.thread.call(lambda: [type(e).__name__ for e in strategy.events]).result(5)
@@ -261,11 +272,7 @@ def test_sample_strategy_trades_through_the_gateway(shards: list[StrategyShard])
 
 
 def test_order_lifecycle_from_updates(shards: list[StrategyShard]) -> None:
-    gateway = ScriptedGateway()
-    config = {"instrument_id": SBIN.instrument_id.value, "quantity": 10, "limit_price": "1000.05"}
-    shard = start(shards, spec("test_shard:OneOrder", config), gateway)
-    feed(shard, live_ticks(30))
-    wait_for(lambda: len(gateway.requests) == 1, what="the order to reach the gateway")
+    shard, gateway = one_order(shards, quantity=10, limit_price="1000.05")
     request = gateway.requests[0]
     assert (request.order_type, request.price, request.quantity) == (ShardlineOrderType.LIMIT, 100_005, 10)
     coid = request.client_order_id
@@ -294,11 +301,7 @@ def test_order_lifecycle_from_updates(shards: list[StrategyShard]) -> None:
 
 
 def test_a_venue_square_off_of_the_books_position_closes_the_strategys(shards: list[StrategyShard]) -> None:
-    gateway = ScriptedGateway()
-    config = {"instrument_id": SBIN.instrument_id.value, "quantity": 10, "limit_price": "1000.05"}
-    shard = start(shards, spec("test_shard:OneOrder", config), gateway)
-    feed(shard, live_ticks(30))
-    wait_for(lambda: len(gateway.requests) == 1, what="the order to reach the gateway")
+    shard, gateway = one_order(shards, quantity=10, limit_price="1000.05")
     coid = gateway.requests[0].client_order_id
     shard.on_order_update(update(coid, Status.FILLED, filled_quantity=10, fill=fill(coid, "T1", 10, 100_000)))
     wait_for(lambda: shard.stats()["positions"] == {SBIN.instrument_id.value: "10"}, what="the position")
@@ -342,11 +345,7 @@ def test_a_venue_square_off_of_the_books_position_closes_the_strategys(shards: l
 def test_updates_become_nautilus_events(
     shards: list[StrategyShard], updates: list[tuple[Status, dict[str, Any]]], events: list[str]
 ) -> None:
-    gateway = ScriptedGateway()
-    config = {"instrument_id": SBIN.instrument_id.value, "limit_price": "999.95"}
-    shard = start(shards, spec("test_shard:OneOrder", config), gateway)
-    feed(shard, live_ticks(30))
-    wait_for(lambda: len(gateway.requests) == 1, what="the order")
+    shard, gateway = one_order(shards, limit_price="999.95")
     coid = gateway.requests[0].client_order_id
     batch = [update(coid, status, **fields) for status, fields in updates]
     assert shard.on_order_updates(batch).result(5) == len(batch)  # as the execution actor sends them
